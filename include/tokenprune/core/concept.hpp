@@ -1,0 +1,33 @@
+#pragma once
+// The one protocol every pruner satisfies, ours and third parties'. Generic engine code is written once
+// against it (see layouts/segments.hpp and examples/custom_pruner.cpp).
+//
+//   kept_count(shape, budget)  how many indices prune() will return: computable before the encoder runs, so an
+//                              engine can size its placeholder tokens early. Throws on an invalid budget.
+//   reserve(max_tokens, dim)   grow workspaces once; afterwards prune() on inputs within these bounds does not
+//                              allocate.
+//   prune(inputs, budget)      the kept token indices, strictly ascending, exactly kept_count() of them. The
+//                              span points into the pruner and stays valid until its next prune() call.
+//   scores()                   the per-token scores of the last prune() (higher = kept first), for debugging,
+//                              visualization and tests.
+//
+// A pruner instance is not thread-safe; use one instance per thread. Different instances share nothing.
+
+#include <tokenprune/core/budget.hpp>
+#include <tokenprune/core/inputs.hpp>
+
+#include <concepts>
+#include <span>
+
+namespace tokenprune {
+
+template <class P>
+concept TokenPruner = requires(P& pruner, const P& const_pruner, const PruneInputs& inputs, const TokenShape& shape,
+                               Budget budget, index_t count) {
+  { const_pruner.kept_count(shape, budget) } -> std::same_as<index_t>;
+  pruner.reserve(count, count);
+  { pruner.prune(inputs, budget) } -> std::same_as<std::span<const index_t>>;
+  { const_pruner.scores() } -> std::same_as<std::span<const float>>;
+};
+
+}  // namespace tokenprune

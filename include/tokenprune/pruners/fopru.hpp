@@ -1,0 +1,145 @@
+#pragma once
+// FoPru (Jiang et al., 2024): token significance from the vision encoder's attention; keep the most significant
+// tokens (rank strategy) or the most significant whole rows of the patch grid (row strategy). SPEC section 2.3.
+//
+// Inputs: inputs.attention ([heads, n, n] maps, CLS removed, e.g. maps.block(1, n)) or inputs.significance (a
+// precomputed vector, e.g. from a fused-attention engine); the row strategy also needs inputs.grid (when it is
+// not given and n is a perfect square, the grid is taken as square, like the reference).
+//
+// Thread safety: one instance per thread; prune() mutates the instance's workspace. Instances share nothing.
+
+#include <tokenprune/core/concept.hpp>
+#include <tokenprune/kernels/attention.hpp>
+#include <tokenprune/kernels/topk.hpp>
+
+#include <cmath>
+#include <span>
+#include <vector>
+
+namespace tokenprune {
+
+enum class FoPruAxis {
+  automatic,  // received if its variance is strictly larger than given's, else given (the reference's rule)
+  received,   // column mean: the attention a token receives
+  given,      // row mean: the attention a token gives
+};
+enum class FoPruStrategy { rank, row };
+
+struct FoPruConfig {
+  FoPruStrategy strategy = FoPruStrategy::rank;
+  FoPruAxis axis = FoPruAxis::automatic;
+};
+
+class FoPru {
+ public:
+  explicit FoPru(FoPruConfig config = {}) : config_(config) {}
+
+  [[nodiscard]] const FoPruConfig& config() const noexcept { return config_; }
+
+  [[nodiscard]] index_t kept_count(const TokenShape& shape, Budget budget) const {
+    const index_t k = budget.resolve(shape.n_tokens);
+    if (config_.strategy == FoPruStrategy::rank) return k;
+    return k / grid_for(shape).cols * grid_for(shape).cols;
+  }
+
+  void reserve(index_t max_tokens, index_t /*dim*/) {
+    if (max_tokens < 0) fail("max_tokens", max_tokens, "must be >= 0");
+    const auto n = static_cast<std::size_t>(max_tokens);
+    for (auto* v : {&received_, &given_, &row_score_}) v->reserve(n);
+    for (auto* v : {&scores_, &row_buffer_}) v->reserve(n);
+    order_.reserve(n);
+    kept_.reserve(n);
+  }
+
+  std::span<const index_t> prune(const PruneInputs& inputs, Budget budget) {
+    const index_t n = inputs.n_tokens();
+    const bool from_maps = !inputs.attention.empty();
+    if (!from_maps && inputs.significance.data() == nullptr)
+      fail("attention", "missing", "FoPru needs attention maps or a significance vector");
+    const TokenShape shape{n, inputs.grid};
+    const index_t kept = kept_count(shape, budget);
+    resize(n);
+
+    std::span<const double> significance;
+    if (from_maps) {
+      visit_dtype(inputs.attention.dtype(),
+                  [&]<class T>(T) { kernels::attention_sums<T>(inputs.attention, received_, given_, row_buffer_); });
+      significance = choose_axis();
+      const double per_token = static_cast<double>(inputs.attention.heads()) * static_cast<double>(n);
+      for (index_t j = 0; j < n; ++j) scores_[static_cast<std::size_t>(j)] = static_cast<float>(significance[static_cast<std::size_t>(j)] / per_token);
+    } else {
+      kernels::check_finite(inputs.significance, "significance");
+      std::copy(inputs.significance.begin(), inputs.significance.end(), received_.begin());
+      std::copy(inputs.significance.begin(), inputs.significance.end(), scores_.begin());
+      significance = received_;
+      chosen_ = FoPruAxis::received;
+    }
+
+    if (config_.strategy == FoPruStrategy::rank) {
+      kernels::top_k_ascending(significance, kept, order_, std::span<index_t>(kept_.data(), kept));
+    } else {
+      keep_rows(significance, grid_for(shape), kept);
+    }
+    return {kept_.data(), static_cast<std::size_t>(kept)};
+  }
+
+  // Significance (mean attention on the chosen axis, or the given vector) of the last prune().
+  [[nodiscard]] std::span<const float> scores() const noexcept { return scores_; }
+  // The axis the last prune() used: received or given (never automatic).
+  [[nodiscard]] FoPruAxis chosen_axis() const noexcept { return chosen_; }
+
+ private:
+  static Grid grid_for(const TokenShape& shape) {
+    Grid grid = shape.grid;
+    if (grid.empty()) {  // the reference's square grid
+      const auto side = static_cast<index_t>(std::llround(std::sqrt(static_cast<double>(shape.n_tokens))));
+      if (side * side != shape.n_tokens)
+        fail("grid", "missing", "the row strategy needs the patch grid when n_tokens is not a perfect square");
+      grid = {side, side};
+    }
+    if (grid.rows <= 0 || grid.cols <= 0) fail("grid.cols", grid.cols, "grid rows and cols must be >= 1");
+    if (grid.size() != shape.n_tokens) fail("grid.rows*grid.cols", grid.size(), "must equal n_tokens");
+    return grid;
+  }
+
+  std::span<const double> choose_axis() {
+    chosen_ = config_.axis;
+    if (chosen_ == FoPruAxis::automatic)
+      chosen_ = kernels::variance(received_) > kernels::variance(given_) ? FoPruAxis::received : FoPruAxis::given;
+    return chosen_ == FoPruAxis::received ? std::span<const double>(received_) : std::span<const double>(given_);
+  }
+
+  // Keeps the floor(kept / cols) rows with the largest significance sums, whole.
+  void keep_rows(std::span<const double> significance, Grid grid, index_t kept) {
+    const index_t rows_kept = kept / grid.cols;
+    for (index_t r = 0; r < grid.rows; ++r) {
+      double total = 0.0;
+      for (index_t c = 0; c < grid.cols; ++c) total += significance[static_cast<std::size_t>(r * grid.cols + c)];
+      row_score_[static_cast<std::size_t>(r)] = total;
+    }
+    // The kept rows land in the tail of kept_ (ascending), then expand in place into ascending token indices.
+    std::span<index_t> rows(kept_.data() + (static_cast<index_t>(kept_.size()) - rows_kept), rows_kept);
+    kernels::top_k_ascending(std::span<const double>(row_score_.data(), grid.rows), rows_kept, order_, rows);
+    index_t out = 0;
+    for (index_t r : rows)
+      for (index_t c = 0; c < grid.cols; ++c) kept_[static_cast<std::size_t>(out++)] = r * grid.cols + c;
+  }
+
+  void resize(index_t n) {
+    const auto un = static_cast<std::size_t>(n);
+    for (auto* v : {&received_, &given_, &row_score_}) v->resize(un);
+    for (auto* v : {&scores_, &row_buffer_}) v->resize(un);
+    order_.resize(un);
+    kept_.resize(un);
+  }
+
+  FoPruConfig config_;
+  FoPruAxis chosen_ = FoPruAxis::received;
+  std::vector<double> received_, given_, row_score_;
+  std::vector<float> scores_, row_buffer_;
+  std::vector<index_t> order_, kept_;
+};
+
+static_assert(TokenPruner<FoPru>);
+
+}  // namespace tokenprune
