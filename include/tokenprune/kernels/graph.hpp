@@ -1,10 +1,11 @@
 #pragma once
-// G-Prune's graph: cosine Gram, threshold, softmax and degrees, fused per tile; then propagation.
+// G-Prune's graph from a Gram matrix: threshold, softmax and degrees; then propagation.
 //
 // With the softmax shift fixed at the largest possible logit 1/T (cosines never exceed 1, and s_ii = 1 for every
-// non-zero token), the unnormalized weights e_ij = exp(s_ij/T - 1/T) form a symmetric matrix E. So only tiles on
-// and below the diagonal are computed (half the Gram), and the row-stochastic P = diag(1/rowsum) E is never
-// formed: v P = E (v / rowsum) because E is symmetric. A row with no neighbour (a zero token) is uniform, 1/n.
+// non-zero token), the unnormalized weights e_ij = exp(s_ij/T - 1/T) form a symmetric matrix E. So only the lower
+// triangle is ever computed or stored, and the row-stochastic P = diag(1/rowsum) E is never formed:
+// v P = E (v / rowsum) because E is symmetric. A row with no neighbour (a zero token) is uniform, 1/n.
+// The logit is s_ij / T (a division, as in the reference) minus fl(1/T), the reference's row maximum.
 
 #include <tokenprune/core/types.hpp>
 
@@ -15,67 +16,49 @@
 namespace tokenprune::kernels {
 
 struct GraphParams {
-  float threshold = 0.5f;    // tau: j is a neighbour of i when s_ij >= tau
-  float temperature = 0.03f; // T: softmax over neighbours of s_ij / T
+  float threshold = 0.5f;     // tau: j is a neighbour of i when s_ij >= tau
+  float temperature = 0.03f;  // T: softmax over neighbours of s_ij / T
 };
 
-// Tile edge for the blocked Gram: small enough that Eigen keeps its packing buffers on the stack (no heap
-// allocation), large enough that each product amortizes packing over a 64 x 64 x dim block.
-inline constexpr index_t kGramTile = 64;
-
-// Fills the lower-triangle tiles of E (n x n) from unit-norm rows `unit` and mirrors them to the upper triangle.
-// rowsum_i = sum_j e_ij and degree_i = #{j : e_ij > 0}. `is_zero[i]` marks zero tokens (no neighbours).
-inline void build_weights(const ConstRowMap<float>& unit, std::span<const float> norms, const GraphParams& params,
-                          RowMap<float> weights, std::span<double> rowsum, std::span<index_t> degree) {
-  const index_t n = unit.rows();
-  const float inv_t = 1.0f / params.temperature;
-  const float max_logit = 1.0f * inv_t;  // the reference's row max, x_ii = s_ii / T with s_ii = 1
-  std::fill(rowsum.begin(), rowsum.begin() + n, 0.0);
-  std::fill(degree.begin(), degree.begin() + n, index_t{0});
-
-  for (index_t i0 = 0; i0 < n; i0 += kGramTile) {
-    const index_t bi = std::min(kGramTile, n - i0);
-    for (index_t j0 = 0; j0 <= i0; j0 += kGramTile) {
-      const index_t bj = std::min(kGramTile, n - j0);
-      auto tile = weights.block(i0, j0, bi, bj);
-      tile.noalias() = unit.middleRows(i0, bi) * unit.middleRows(j0, bj).transpose();
-      for (index_t a = 0; a < bi; ++a) {
-        const index_t i = i0 + a;
-        float* t = &tile(a, 0);
-        // A non-zero token is its own neighbour with s_ii = 1 exactly; rounding must not drop it (tau = 1).
-        if (i0 == j0) t[a] = norms[static_cast<std::size_t>(i)] > 0.0f ? 1.0f : 0.0f;
-        double row_total = 0.0;
-        index_t row_degree = 0;
-        for (index_t b = 0; b < bj; ++b) {
-          const float s = t[b];
-          const float e = s >= params.threshold ? std::exp(s * inv_t - max_logit) : 0.0f;
-          t[b] = e;
-          if (e > 0.0f) {
-            row_total += e;
-            ++row_degree;
-            if (i0 != j0) {  // the mirrored entry e_ji of an off-diagonal tile
-              rowsum[static_cast<std::size_t>(j0 + b)] += e;
-              ++degree[static_cast<std::size_t>(j0 + b)];
-            }
-          }
-        }
-        rowsum[static_cast<std::size_t>(i)] += row_total;
-        degree[static_cast<std::size_t>(i)] += row_degree;
-      }
-    }
+// Turns the lower triangle of the Gram `gram` (cosines) into the lower triangle of E, in place, and computes
+// rowsum_i = sum_j e_ij and degree_i = #{j : e_ij > 0} (n for a row without neighbours, which is uniform).
+// `norms` marks zero tokens (norm 0): they have no neighbours, not even themselves.
+// `column_sum` and `column_degree` are scratch of n floats.
+inline void weights_from_gram(RowMap<float> gram, std::span<const float> norms, const GraphParams& params,
+                              std::span<double> rowsum, std::span<index_t> degree, std::span<float> column_sum,
+                              std::span<float> column_degree) {
+  const index_t n = gram.rows();
+  const float max_logit = 1.0f / params.temperature;
+  Eigen::Map<Eigen::ArrayXf> col_sum(column_sum.data(), n);
+  Eigen::Map<Eigen::ArrayXf> col_degree(column_degree.data(), n);
+  col_sum.setZero();
+  col_degree.setZero();
+  for (index_t i = 0; i < n; ++i) {
+    // A non-zero token is its own neighbour with s_ii = 1 exactly: rounding must not drop it when tau = 1.
+    gram(i, i) = norms[static_cast<std::size_t>(i)] > 0.0f ? 1.0f : 0.0f;
+    auto row = gram.row(i).head(i + 1).array();
+    row = (row >= params.threshold).select((row / params.temperature - max_logit).exp(), 0.0f);
+    // Entries j < i of row i are also entries of row j (symmetry): accumulate them as column sums. Partial sums
+    // stay in fp32 per row; the totals are in double.
+    const auto strict = row.head(i);
+    rowsum[static_cast<std::size_t>(i)] = static_cast<double>(row.sum());
+    degree[static_cast<std::size_t>(i)] = static_cast<index_t>((row > 0.0f).count());
+    col_sum.head(i) += strict.transpose();
+    col_degree.head(i) += (strict > 0.0f).template cast<float>().transpose();
   }
-  // Mirror: E is symmetric; propagation reads whole rows.
-  for (index_t i = 0; i < n; ++i)
-    for (index_t j = i + 1; j < n; ++j) weights(i, j) = weights(j, i);
-  for (index_t i = 0; i < n; ++i)
-    if (degree[static_cast<std::size_t>(i)] == 0) degree[static_cast<std::size_t>(i)] = n;  // uniform row
+  for (index_t j = 0; j < n; ++j) {
+    auto& d = degree[static_cast<std::size_t>(j)];
+    rowsum[static_cast<std::size_t>(j)] += static_cast<double>(col_sum[j]);
+    d += static_cast<index_t>(col_degree[j]);
+    if (d == 0) d = n;  // a zero token's row is uniform over all n tokens
+  }
 }
 
-// v <- v P, `iterations` times, with P = diag(1/rowsum) E and uniform 1/n rows where rowsum is 0.
-// `scaled` is scratch of n floats. Total mass sum(v) is conserved up to rounding.
-inline void propagate(const ConstRowMap<float>& weights, std::span<const double> rowsum, int iterations,
+// v <- v P, `iterations` times, with P = diag(1/rowsum) E (E given by its lower triangle) and uniform 1/n rows
+// where rowsum is 0. `scaled` is scratch of n floats. Total mass sum(v) is conserved up to rounding.
+inline void propagate(const ConstRowMap<float>& lower_weights, std::span<const double> rowsum, int iterations,
                       std::span<float> v, std::span<float> scaled) {
-  const index_t n = weights.rows();
+  const index_t n = lower_weights.rows();
   Eigen::Map<Eigen::VectorXf> value(v.data(), n);
   Eigen::Map<Eigen::VectorXf> share(scaled.data(), n);
   for (int step = 0; step < iterations; ++step) {
@@ -89,7 +72,7 @@ inline void propagate(const ConstRowMap<float>& weights, std::span<const double>
         uniform_mass += value[i];
       }
     }
-    value.noalias() = weights * share;  // = weights^T * share: E is symmetric
+    value.noalias() = lower_weights.template selfadjointView<Eigen::Lower>() * share;  // E^T share = E share
     if (uniform_mass != 0.0) value.array() += static_cast<float>(uniform_mass / static_cast<double>(n));
   }
 }

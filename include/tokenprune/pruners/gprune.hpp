@@ -6,6 +6,7 @@
 // Thread safety: one instance per thread; prune() mutates the instance's workspace. Instances share nothing.
 
 #include <tokenprune/core/concept.hpp>
+#include <tokenprune/kernels/gram.hpp>
 #include <tokenprune/kernels/graph.hpp>
 #include <tokenprune/kernels/similarity.hpp>
 #include <tokenprune/kernels/topk.hpp>
@@ -41,7 +42,8 @@ class GPrune {
     const auto n = static_cast<std::size_t>(max_tokens);
     unit_.reserve(n * static_cast<std::size_t>(dim));
     weights_.reserve(n * n);
-    for (auto* v : {&norms_, &scores_, &share_}) v->reserve(n);
+    gram_.reserve(max_tokens, dim);
+    for (auto* v : {&norms_, &scores_, &share_, &column_sum_, &column_degree_}) v->reserve(n);
     rowsum_.reserve(n);
     degree_.reserve(n);
     order_.reserve(n);
@@ -59,9 +61,11 @@ class GPrune {
     RowMap<float> unit(unit_.data(), n, x.dim(), Eigen::OuterStride<>(x.dim()));
     visit_dtype(x.dtype(), [&]<class T>(T) { kernels::normalize_rows(x.as<T>(), unit, norms_, "features"); });
 
+    // The Gram's lower triangle becomes the lower triangle of the symmetric weights E, in place.
     RowMap<float> weights(weights_.data(), n, n, Eigen::OuterStride<>(n));
+    gram_.lower_gram(ConstRowMap<float>(unit_.data(), n, x.dim(), Eigen::OuterStride<>(x.dim())), weights);
     const kernels::GraphParams params{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
-    kernels::build_weights(ConstRowMap<float>(unit_.data(), n, x.dim(), Eigen::OuterStride<>(x.dim())), norms_, params, weights, rowsum_, degree_);
+    kernels::weights_from_gram(weights, norms_, params, rowsum_, degree_, column_sum_, column_degree_);
 
     std::copy(norms_.begin(), norms_.end(), scores_.begin());  // v starts at w = ||x||
     kernels::propagate(ConstRowMap<float>(weights_.data(), n, n, Eigen::OuterStride<>(n)), rowsum_, config_.iterations, scores_, share_);
@@ -82,7 +86,7 @@ class GPrune {
     const auto un = static_cast<std::size_t>(n);
     unit_.resize(un * static_cast<std::size_t>(dim));
     weights_.resize(un * un);
-    for (auto* v : {&norms_, &scores_, &share_}) v->resize(un);
+    for (auto* v : {&norms_, &scores_, &share_, &column_sum_, &column_degree_}) v->resize(un);
     rowsum_.resize(un);
     degree_.resize(un);
     order_.resize(un);
@@ -90,7 +94,8 @@ class GPrune {
   }
 
   GPruneConfig config_;
-  std::vector<float> unit_, weights_, norms_, scores_, share_;
+  kernels::GramWorkspace gram_;
+  std::vector<float> unit_, weights_, norms_, scores_, share_, column_sum_, column_degree_;
   std::vector<double> rowsum_;
   std::vector<index_t> degree_, order_, kept_;
 };
