@@ -1,11 +1,17 @@
 #pragma once
-// Lower triangle of the Gram matrix G = U U^T: a symmetric rank-k update (SYRK), n^2 d / 2 multiply-adds, the
-// floor of G-Prune's cost.
+// The Gram matrix G = U U^T of unit-norm tokens, lower triangle only: n^2 d / 2 multiply-adds, the floor of
+// G-Prune's cost.
 //
-// Eigen's public rankUpdate() heap-allocates its packing buffers on every call. Here the same kernel
-// (Eigen 3.4's general_matrix_matrix_triangular_product) runs with buffers owned by the workspace, so a prune()
-// after reserve() allocates nothing. The blocking sizes are computed from the actual (n, d) of each call, never
-// from the reserved capacity, so the accumulation order - and every rounding - depends on the input alone.
+// The lower triangle is cut into square tiles of a fixed size (kTile); each tile is one call of Eigen 3.4's
+// packed GEMM kernel (the triangular kernel on the diagonal), run with packing buffers owned by this workspace,
+// because Eigen's public products heap-allocate them on every call. Determinism: the tile geometry and the depth
+// blocking kc depend on (n, d) only, so every entry is accumulated in the same order whichever thread computes
+// its tile and however many threads there are. With OpenMP enabled by the engine (-fopenmp), tiles are spread
+// over threads; without it, the loop is sequential. Either way the values are identical.
+//
+// Tiles are produced row panel by row panel (rows [i0, i0 + kTile), columns [0, i0 + kTile)), and a callback
+// sees each finished panel. That lets the caller either keep the whole lower triangle (dense path) or consume a
+// panel and reuse its memory (sparse path, bounded memory at video scale).
 
 #include <tokenprune/core/types.hpp>
 
@@ -14,58 +20,138 @@
 #include <algorithm>
 #include <vector>
 
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
 static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 5, 0),
-              "tokenprune drives Eigen 3.4's SYRK kernel directly; check kernels/gram.hpp against this Eigen");
+              "tokenprune drives Eigen 3.4's packed GEMM kernels directly; check kernels/gram.hpp against this Eigen");
 
 namespace tokenprune::kernels {
 
+inline constexpr index_t kTile = 256;
+
+inline int available_threads() {
+#if defined(_OPENMP)
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 class GramWorkspace {
  public:
-  // Grows the packing buffers for Grams of up to max_tokens x max_tokens over dim columns.
+  // Packing buffers for Grams of up to max_tokens tokens of dim columns, for every thread OpenMP may use now.
   void reserve(index_t max_tokens, index_t dim) {
-    const Blocking probe(max_tokens, dim, nullptr, nullptr);
-    pack_lhs_.reserve(probe.lhs_size() + kPad);
-    pack_rhs_.reserve(probe.rhs_size(max_tokens) + kPad);
+    threads_ = std::max(threads_, available_threads());
+    ensure(depth_block(max_tokens, dim));
   }
 
-  // Writes the lower triangle (diagonal included) of unit * unit^T into gram; the strict upper part is untouched.
-  void lower_gram(const ConstRowMap<float>& unit, RowMap<float> gram) {
+  // Computes the lower triangle of unit * unit^T, panel by panel. `rows_of(i0)` returns where row i0 of the
+  // panel starting at i0 is stored (row-major, `ld` floats per row; rows i0 .. i0 + kTile - 1 follow). Within each
+  // panel, `on_tile(tile_rows, i0, j0)` post-processes every finished tile (rows i0.., columns j0..; on a
+  // diagonal tile only entries j <= i are valid) on the thread that computed it; then `on_panel(i0, i1)` runs
+  // once, sequentially, for the finished panel. With `whole_triangle`, all panels are computed in one parallel
+  // sweep before the on_panel calls (the caller keeps every panel in place, so no memory is reused).
+  template <class RowsOf, class OnTile, class OnPanel>
+  void lower_gram(const ConstRowMap<float>& unit, index_t ld, bool whole_triangle, RowsOf rows_of, OnTile on_tile,
+                  OnPanel on_panel) {
     const index_t n = unit.rows();
     const index_t d = unit.cols();
-    for (index_t i = 0; i < n; ++i) gram.row(i).head(i + 1).setZero();  // the kernel accumulates into its result
-    if (n == 0 || d == 0) return;
-    Blocking sizes(n, d, nullptr, nullptr);
-    // resize() within the reserved capacity does not allocate; a call beyond reserve() grows once.
-    pack_lhs_.resize(std::max(pack_lhs_.size(), sizes.lhs_size() + kPad));
-    pack_rhs_.resize(std::max(pack_rhs_.size(), sizes.rhs_size(n) + kPad));
-    Blocking blocking(n, d, pack_lhs_.data(), pack_rhs_.data());
-    Eigen::internal::general_matrix_matrix_triangular_product<
-        Eigen::Index, float, Eigen::RowMajor, false, float, Eigen::ColMajor, false, Eigen::RowMajor, 1,
-        Eigen::Lower>::run(n, d, unit.data(), unit.outerStride(), unit.data(), unit.outerStride(), gram.data(), 1,
-                           gram.outerStride(), 1.0f, blocking);
+    if (n == 0) return;
+    const index_t kc = depth_block(n, d);
+    ensure(kc);
+    const index_t panels = (n + kTile - 1) / kTile;
+    auto run_tile = [&](index_t p, index_t q, int thread) {
+      const index_t i0 = p * kTile, j0 = q * kTile;
+      const index_t h = std::min(kTile, n - i0), w = std::min(kTile, n - j0);
+      float* out = rows_of(i0) + j0;
+      for (index_t a = 0; a < h; ++a) std::fill_n(out + a * ld, p == q ? a + 1 : w, 0.0f);  // kernels accumulate
+      if (d > 0) tile_product(unit, i0, j0, h, w, kc, out, ld, p == q, thread);
+      on_tile(out, i0, j0, h, w, ld);
+    };
+    if (whole_triangle) {
+      const index_t tiles = panels * (panels + 1) / 2;
+      for_each_parallel(tiles, [&](index_t t, int thread) {
+        // Tile t of the lower triangle in row order: panel p holds tiles p(p+1)/2 .. p(p+1)/2 + p.
+        index_t p = 0;
+        while ((p + 1) * (p + 2) / 2 <= t) ++p;
+        run_tile(p, t - p * (p + 1) / 2, thread);
+      });
+      for (index_t p = 0; p < panels; ++p) on_panel(p * kTile, std::min(n, (p + 1) * kTile));
+    } else {
+      for (index_t p = 0; p < panels; ++p) {
+        for_each_parallel(p + 1, [&](index_t q, int thread) { run_tile(p, q, thread); });
+        on_panel(p * kTile, std::min(n, (p + 1) * kTile));
+      }
+    }
   }
 
  private:
-  static constexpr std::size_t kPad = 64;  // Eigen's packing may touch a few elements past the panel
+  static constexpr std::size_t kPad = 64;  // Eigen's packing may touch a few elements past a panel
 
-  // Eigen's blocking descriptor, pointed at our buffers. Same sizes as Eigen computes for rankUpdate().
-  class Blocking : public Eigen::internal::level3_blocking<float, float> {
-   public:
-    Blocking(index_t size, index_t depth, float* lhs, float* rhs) {
+  // Eigen's blocking descriptor, pointed at one thread's buffers, with the depth block fixed by (n, d).
+  struct Blocking : Eigen::internal::level3_blocking<float, float> {
+    Blocking(index_t kc, float* lhs, float* rhs) {
       this->m_blockA = lhs;
       this->m_blockB = rhs;
-      this->m_mc = size;
-      this->m_nc = size;
-      this->m_kc = depth;
-      Eigen::Index nc = size;  // rankUpdate() keeps nc = size (no L3 blocking)
-      Eigen::internal::computeProductBlockingSizes<float, float, 1, Eigen::Index>(this->m_kc, this->m_mc, nc, 1);
+      this->m_mc = kTile;
+      this->m_nc = kTile;
+      this->m_kc = kc;
     }
-    [[nodiscard]] std::size_t lhs_size() const { return static_cast<std::size_t>(this->m_kc * this->m_mc); }
-    [[nodiscard]] std::size_t rhs_size(index_t size) const { return static_cast<std::size_t>(this->m_kc * size); }
   };
 
-  // Eigen's kernels use aligned packet loads on packed panels: EIGEN_MAX_ALIGN_BYTES-aligned storage.
-  std::vector<float, Eigen::aligned_allocator<float>> pack_lhs_, pack_rhs_;
+  // The depth block Eigen would choose for the whole n x n x d product.
+  static index_t depth_block(index_t n, index_t d) {
+    Eigen::Index k = std::max<index_t>(d, 1), m = std::max<index_t>(n, 1), cols = m;
+    Eigen::internal::computeProductBlockingSizes<float, float, 1, Eigen::Index>(k, m, cols, 1);
+    return std::max<Eigen::Index>(k, 1);
+  }
+
+  void ensure(index_t kc) {
+    const auto size = static_cast<std::size_t>(kc * kTile) + kPad;
+    if (pack_.size() < static_cast<std::size_t>(2 * threads_)) pack_.resize(static_cast<std::size_t>(2 * threads_));
+    for (auto& buffer : pack_)
+      if (buffer.size() < size) buffer.resize(size);
+  }
+
+  // out (h x w, row-major, stride ld) += U[i0:i0+h] U[j0:j0+w]^T, computed as its column-major transpose
+  // (w x h) = U[j0:j0+w] U[i0:i0+h]^T; on the diagonal only the lower triangle (the transpose's upper one).
+  void tile_product(const ConstRowMap<float>& unit, index_t i0, index_t j0, index_t h, index_t w, index_t kc,
+                    float* out, index_t ld, bool diagonal, int thread) {
+    const index_t d = unit.cols();
+    const index_t lu = unit.outerStride();
+    Blocking blocking(kc, pack_[static_cast<std::size_t>(2 * thread)].data(),
+                      pack_[static_cast<std::size_t>(2 * thread + 1)].data());
+    const float* rows_i = unit.data() + i0 * lu;
+    const float* rows_j = unit.data() + j0 * lu;
+    using namespace Eigen;
+    if (diagonal) {
+      internal::general_matrix_matrix_triangular_product<Index, float, RowMajor, false, float, ColMajor, false,
+                                                         ColMajor, 1, Upper>::run(h, d, rows_i, lu, rows_i, lu, out,
+                                                                                  1, ld, 1.0f, blocking);
+    } else {
+      internal::general_matrix_matrix_product<Index, float, RowMajor, false, float, ColMajor, false, ColMajor,
+                                              1>::run(w, h, d, rows_j, lu, rows_i, lu, out, 1, ld, 1.0f, blocking);
+    }
+  }
+
+  template <class Body>
+  void for_each_parallel(index_t count, Body body) {
+#if defined(_OPENMP)
+    const int threads = std::min(threads_, omp_get_max_threads());
+    if (threads > 1 && count > 1) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+      for (index_t t = 0; t < count; ++t) body(t, omp_get_thread_num());
+      return;
+    }
+#endif
+    for (index_t t = 0; t < count; ++t) body(t, 0);
+  }
+
+  int threads_ = 1;
+  // Two buffers per thread (packed lhs, packed rhs). Eigen's kernels use aligned packet loads on them.
+  std::vector<std::vector<float, Eigen::aligned_allocator<float>>> pack_;
 };
 
 }  // namespace tokenprune::kernels

@@ -24,8 +24,9 @@ void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float
       fail(where.str(), norm, "the token's L2 norm overflows fp32");
     }
     norms[static_cast<std::size_t>(i)] = static_cast<float>(norm);
-    const double inv = 1.0 / std::max(norm, kNormFloor);
-    for (index_t j = 0; j < x.cols(); ++j) row[j] = static_cast<float>(row[j] * inv);
+    // fp32 division by the fp32 norm, as the reference's normalize() does.
+    const float divisor = static_cast<float>(std::max(norm, kNormFloor));
+    unit.row(i) /= divisor;
   }
 }
 

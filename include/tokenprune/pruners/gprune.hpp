@@ -3,11 +3,18 @@
 // feature norm as "information", which flows along the edges for a few iterations; the tokens holding the most
 // information per neighbour are kept. SPEC section 2.2 is the exact definition implemented here.
 //
+// Cost: one Gram (n^2 d / 2 multiply-adds, see kernels/gram.hpp) plus O(n^2) for the edge weights and
+// O(iterations * edges) for propagation; matrix powers are never formed. Memory: up to `max_dense_tokens` the
+// lower triangle of the weights is kept dense (n^2 floats); beyond it, one row panel of the Gram at a time
+// (256 x n floats) plus the edges only.
+//
 // Thread safety: one instance per thread; prune() mutates the instance's workspace. Instances share nothing.
+// With OpenMP enabled by the engine's build (-fopenmp), prune() spreads the Gram over OpenMP threads; the
+// answer is identical for every thread count.
 
 #include <tokenprune/core/concept.hpp>
-#include <tokenprune/kernels/gram.hpp>
 #include <tokenprune/kernels/graph.hpp>
+#include <tokenprune/kernels/gram.hpp>
 #include <tokenprune/kernels/similarity.hpp>
 #include <tokenprune/kernels/topk.hpp>
 
@@ -20,11 +27,15 @@ struct GPruneConfig {
   double threshold = 0.5;     // tau in (0, 1]: cosine similarity at or above which two tokens are linked
   double temperature = 0.03;  // T > 0: softmax temperature over a token's neighbours
   int iterations = 5;         // m >= 0: propagation steps
+  // Largest n for the dense path (n^2 floats: 256 MiB at 8192); larger graphs keep only their edges.
+  index_t max_dense_tokens = 8192;
 
   void validate() const {
     if (!(threshold > 0.0 && threshold <= 1.0)) fail("threshold", threshold, "must be in (0, 1]");
-    if (!(temperature > 0.0 && std::isfinite(temperature))) fail("temperature", temperature, "must be a finite number > 0");
+    if (!(temperature > 0.0 && std::isfinite(temperature) && std::isfinite(1.0f / static_cast<float>(temperature))))
+      fail("temperature", temperature, "must be a finite number > 0 (and 1/temperature finite in fp32)");
     if (iterations < 0) fail("iterations", iterations, "must be >= 0");
+    if (max_dense_tokens < 0) fail("max_dense_tokens", max_dense_tokens, "must be >= 0");
   }
 };
 
@@ -36,16 +47,19 @@ class GPrune {
 
   [[nodiscard]] index_t kept_count(const TokenShape& shape, Budget budget) const { return budget.resolve(shape.n_tokens); }
 
+  // After this, prune() on up to max_tokens tokens of up to dim features allocates nothing on the dense path
+  // (and on the sparse path once its edge list has grown to the graph's size).
   void reserve(index_t max_tokens, index_t dim) {
     if (max_tokens < 0) fail("max_tokens", max_tokens, "must be >= 0");
     if (dim < 0) fail("dim", dim, "must be >= 0");
     const auto n = static_cast<std::size_t>(max_tokens);
     unit_.reserve(n * static_cast<std::size_t>(dim));
-    weights_.reserve(n * n);
+    const bool dense = max_tokens <= config_.max_dense_tokens;
+    weights_.reserve(dense ? n * n : static_cast<std::size_t>(kernels::kTile) * n);
+    if (!dense) graph_.reserve(n, 64 * n);
     gram_.reserve(max_tokens, dim);
-    for (auto* v : {&norms_, &scores_, &share_, &column_sum_, &column_degree_}) v->reserve(n);
-    rowsum_.reserve(n);
-    degree_.reserve(n);
+    stats_.reserve(n);
+    for (auto* v : {&norms_, &scores_, &share_}) v->reserve(n);
     order_.reserve(n);
     kept_.reserve(n);
   }
@@ -56,48 +70,64 @@ class GPrune {
     if (x.empty()) fail("features", "missing", "G-Prune needs the token features [n_tokens, dim]");
     const index_t n = inputs.n_tokens();  // also checks that the other inputs agree
     const index_t k = budget.resolve(n);
-    resize(n, x.dim());
+    const index_t dim = x.dim();
+    const auto un = static_cast<std::size_t>(n);
+    unit_.resize(un * static_cast<std::size_t>(dim));
+    for (auto* v : {&norms_, &scores_, &share_}) v->resize(un);
+    order_.resize(un);
+    kept_.resize(static_cast<std::size_t>(k));
 
-    RowMap<float> unit(unit_.data(), n, x.dim(), Eigen::OuterStride<>(x.dim()));
+    RowMap<float> unit(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
     visit_dtype(x.dtype(), [&]<class T>(T) { kernels::normalize_rows(x.as<T>(), unit, norms_, "features"); });
+    const ConstRowMap<float> unit_view(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
 
-    // The Gram's lower triangle becomes the lower triangle of the symmetric weights E, in place.
-    RowMap<float> weights(weights_.data(), n, n, Eigen::OuterStride<>(n));
-    gram_.lower_gram(ConstRowMap<float>(unit_.data(), n, x.dim(), Eigen::OuterStride<>(x.dim())), weights);
-    const kernels::GraphParams params{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
-    kernels::weights_from_gram(weights, norms_, params, rowsum_, degree_, column_sum_, column_degree_);
-
+    const kernels::EdgeRule rule{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
+    auto on_tile = [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld) {
+      rule.apply(tile, i0, j0, h, w, ld, norms_);
+    };
     std::copy(norms_.begin(), norms_.end(), scores_.begin());  // v starts at w = ||x||
-    kernels::propagate(ConstRowMap<float>(weights_.data(), n, n, Eigen::OuterStride<>(n)), rowsum_, config_.iterations, scores_, share_);
-    for (index_t j = 0; j < n; ++j) scores_[static_cast<std::size_t>(j)] /= static_cast<float>(degree_[static_cast<std::size_t>(j)]);
+    if (n <= config_.max_dense_tokens) {
+      weights_.resize(un * un);
+      const index_t ld = n;
+      gram_.lower_gram(
+          unit_view, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; }, on_tile,
+          [](index_t, index_t) {});
+      stats_.reset(n);
+      for (index_t i = 0; i < n; ++i)
+        stats_.add_row(i, kernels::DenseColumns{}, weights_.data() + i * ld, i + 1);
+      stats_.finish(n);
+      auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, i + 1); };
+      kernels::propagate(n, dense_row, stats_.rowsum, config_.iterations, scores_, share_);
+    } else {
+      weights_.resize(static_cast<std::size_t>(kernels::kTile) * un);  // one row panel
+      graph_.reset();
+      gram_.lower_gram(
+          unit_view, n, false, [&](index_t) { return weights_.data(); }, on_tile,
+          [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, n); });
+      graph_.statistics(stats_);
+      kernels::propagate(n, [&](index_t i, auto visit) { graph_.row(i, visit); }, stats_.rowsum, config_.iterations,
+                         scores_, share_);
+    }
+    for (std::size_t j = 0; j < un; ++j) scores_[j] /= static_cast<float>(stats_.degree[j]);
 
-    kernels::top_k_ascending(std::span<const float>(scores_), k, order_, std::span<index_t>(kept_.data(), k));
-    return {kept_.data(), static_cast<std::size_t>(k)};
+    kernels::top_k_ascending(std::span<const float>(scores_), k, order_, std::span<index_t>(kept_));
+    return kept_;
   }
 
   // score_j = v_j / deg_j of the last prune().
   [[nodiscard]] std::span<const float> scores() const noexcept { return scores_; }
   // Neighbour counts (self included; n for a zero token) of the last prune().
-  [[nodiscard]] std::span<const index_t> degrees() const noexcept { return degree_; }
+  [[nodiscard]] std::span<const index_t> degrees() const noexcept { return stats_.degree; }
+  // Edges (j <= i) of the last prune() when it took the sparse path, else 0.
+  [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges(); }
 
  private:
-  // resize() within the reserved capacity never allocates.
-  void resize(index_t n, index_t dim) {
-    const auto un = static_cast<std::size_t>(n);
-    unit_.resize(un * static_cast<std::size_t>(dim));
-    weights_.resize(un * un);
-    for (auto* v : {&norms_, &scores_, &share_, &column_sum_, &column_degree_}) v->resize(un);
-    rowsum_.resize(un);
-    degree_.resize(un);
-    order_.resize(un);
-    kept_.resize(un);
-  }
-
   GPruneConfig config_;
   kernels::GramWorkspace gram_;
-  std::vector<float> unit_, weights_, norms_, scores_, share_, column_sum_, column_degree_;
-  std::vector<double> rowsum_;
-  std::vector<index_t> degree_, order_, kept_;
+  kernels::NeighbourStats stats_;
+  kernels::SparseLowerGraph graph_;
+  std::vector<float> unit_, weights_, norms_, scores_, share_;
+  std::vector<index_t> order_, kept_;
 };
 
 static_assert(TokenPruner<GPrune>);
