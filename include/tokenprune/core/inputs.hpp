@@ -23,9 +23,24 @@ struct TokenShape {
   Grid grid{};
 };
 
+// An attention layer's queries and keys, for engines that never materialize the attention maps (fused
+// attention). The first `skip_tokens` tokens (a CLS token) take part in the softmax over keys, like in the
+// encoder, but are not pruning candidates; the maps this stands for are the [skip:, skip:] block.
+struct QueryKeys {
+  HeadMatrices queries{};  // [heads, skip_tokens + n_tokens, head_dim]
+  HeadMatrices keys{};     // same shape
+  double scale = 0.0;      // logits = scale * q . k; 0 selects 1 / sqrt(head_dim)
+  bool softmax = true;     // maps are softmax probabilities (true) or the raw scaled logits (false)
+  index_t skip_tokens = 0;
+
+  [[nodiscard]] bool empty() const noexcept { return keys.empty(); }
+  [[nodiscard]] index_t n_tokens() const noexcept { return keys.n_tokens() - skip_tokens; }
+};
+
 struct PruneInputs {
   TokenMatrix features{};                // [n_tokens, dim]: G-Prune
   AttentionMaps attention{};             // [heads, n_tokens, n_tokens]: FoPru
+  QueryKeys query_keys{};                // FoPru without maps (fused attention engines)
   std::span<const float> significance{}; // [n_tokens]: FoPru, instead of attention
   Grid grid{};                           // patch grid: FoPru's row strategy
 
@@ -38,6 +53,7 @@ struct PruneInputs {
     };
     if (!features.empty()) agree("features.n_tokens", features.n_tokens());
     if (!attention.empty()) agree("attention.n_tokens", attention.n_tokens());
+    if (!query_keys.empty()) agree("query_keys.n_tokens", query_keys.n_tokens());
     if (significance.data() != nullptr) agree("significance.size", static_cast<index_t>(significance.size()));
     if (!grid.empty()) agree("grid.rows*grid.cols", grid.size());
     if (n < 0) fail("inputs", "empty", "no features, attention, significance or grid given");

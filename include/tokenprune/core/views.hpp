@@ -136,4 +136,46 @@ class AttentionMaps {
   index_t heads_ = 0, n_ = 0, head_stride_ = 0, row_stride_ = 0;
 };
 
+// Per-head matrices [heads, n, dim] (an attention layer's queries or keys): element (h, i, c) at
+// data[h * head_stride + i * row_stride + c]. Covers [heads, n, dim] buffers (head_stride = n * row_stride) and
+// the fused [n, heads * dim] layout (head_stride = dim, row_stride = heads * dim) alike.
+class HeadMatrices {
+ public:
+  HeadMatrices() = default;
+
+  template <Element T>
+  HeadMatrices(const T* data, index_t heads, index_t n, index_t dim, index_t head_stride, index_t row_stride)
+      : data_(data), dtype_(dtype_of<T>), present_(true), heads_(heads), n_(n), dim_(dim), head_stride_(head_stride),
+        row_stride_(row_stride) {
+    detail::check_extent("heads", heads, 1, "must be >= 1");
+    detail::check_extent("n_tokens", n, 0, "must be >= 0");
+    detail::check_extent("head_dim", dim, 1, "must be >= 1");
+    if (row_stride < dim) fail("row_stride", row_stride, "must be >= head_dim");
+    if (head_stride < 0) fail("head_stride", head_stride, "must be >= 0");
+    if (data == nullptr && n > 0) fail("data", "null", "non-empty per-head matrices need data");
+  }
+  // Dense [heads, n, dim].
+  template <Element T>
+  HeadMatrices(const T* data, index_t heads, index_t n, index_t dim) : HeadMatrices(data, heads, n, dim, n * dim, dim) {}
+
+  [[nodiscard]] DType dtype() const noexcept { return dtype_; }
+  [[nodiscard]] index_t heads() const noexcept { return heads_; }
+  [[nodiscard]] index_t n_tokens() const noexcept { return n_; }
+  [[nodiscard]] index_t dim() const noexcept { return dim_; }
+  [[nodiscard]] bool empty() const noexcept { return !present_; }
+
+  // Head h as a token matrix [n, dim].
+  [[nodiscard]] TokenMatrix head(index_t h) const {
+    return visit_dtype(dtype_, [&]<class T>(T) {
+      return TokenMatrix(static_cast<const T*>(data_) + h * head_stride_, n_, dim_, row_stride_);
+    });
+  }
+
+ private:
+  const void* data_ = nullptr;
+  DType dtype_ = DType::f32;
+  bool present_ = false;
+  index_t heads_ = 0, n_ = 0, dim_ = 0, head_stride_ = 0, row_stride_ = 0;
+};
+
 }  // namespace tokenprune

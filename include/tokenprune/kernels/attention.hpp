@@ -3,13 +3,23 @@
 // sums (attention each key receives) and the row sums (attention each query gives), in double so that ties in
 // the data stay ties and the variance comparison of the two means is not decided by rounding.
 
+#include <tokenprune/core/inputs.hpp>
 #include <tokenprune/core/views.hpp>
 #include <tokenprune/kernels/convert.hpp>
+#include <tokenprune/kernels/gram.hpp>
 
 #include <algorithm>
 #include <span>
 
 namespace tokenprune::kernels {
+
+// Adds one query row of fp32 attention to the sums. Both the map path and the query/key path go through here,
+// in the same row order, so equal rows give bitwise equal significance.
+inline void add_attention_row(const Eigen::Ref<const Eigen::RowVectorXf>& row, double& row_total,
+                              Eigen::Map<Eigen::VectorXd>& column_total) {
+  row_total += row.template cast<double>().sum();
+  column_total += row.transpose().template cast<double>();
+}
 
 // received[j] = sum over heads and queries of A[h][i][j]; given[i] = sum over heads and keys of A[h][i][j].
 // Divide both by heads * n for the means. `row_buffer` is scratch of n floats.
@@ -30,8 +40,7 @@ void attention_sums(const AttentionMaps& maps, std::span<double> received, std::
       } else {
         row = head.row(i).template cast<float>();
       }
-      const double total = row.template cast<double>().sum();
-      if (!std::isfinite(total)) {  // NaN or Inf somewhere in this row: name the element
+      if (!row.allFinite()) {  // NaN or Inf somewhere in this row: name the element
         for (index_t j = 0; j < n; ++j)
           if (!std::isfinite(row[j])) {
             std::ostringstream where;
@@ -39,8 +48,7 @@ void attention_sums(const AttentionMaps& maps, std::span<double> received, std::
             fail(where.str(), row[j], "NaN and Inf are rejected before any work");
           }
       }
-      row_total[i] += total;
-      column_total += row.transpose().template cast<double>();
+      add_attention_row(row, row_total[i], column_total);
     }
   }
 }
@@ -56,5 +64,103 @@ inline double variance(std::span<const double> values) {
   for (double v : values) sum_sq += (v - mean) * (v - mean);
   return sum_sq / static_cast<double>(n - 1);
 }
+
+// The same sums as attention_sums(), from an attention layer's queries and keys, without an [heads, n, n]
+// buffer: for softmax maps, query blocks of kTile rows are multiplied with the keys, turned into probabilities
+// (softmax over all keys, CLS included) and added row by row; for raw logits, the closed form
+// sum_i q_i . k_j = (sum_i q_i) . k_j needs no product at all.
+class QueryKeyReducer {
+ public:
+  void reserve(index_t max_tokens, index_t head_dim) {
+    const auto n = static_cast<std::size_t>(max_tokens), dh = static_cast<std::size_t>(head_dim);
+    products_.reserve(std::max(max_tokens, kTile), head_dim);
+    keys_.reserve(n * dh);
+    queries_.reserve(static_cast<std::size_t>(kTile) * dh);
+    logits_.reserve(static_cast<std::size_t>(kTile) * n);
+    key_sum_.reserve(dh);
+    query_sum_.reserve(dh);
+  }
+
+  void sums(const QueryKeys& qk, std::span<double> received, std::span<double> given) {
+    const HeadMatrices& q = qk.queries;
+    const HeadMatrices& k = qk.keys;
+    if (q.empty()) fail("query_keys.queries", "missing", "queries are needed with keys");
+    if (q.heads() != k.heads()) fail("query_keys.queries.heads", q.heads(), "must equal keys.heads");
+    if (q.n_tokens() != k.n_tokens()) fail("query_keys.queries.n_tokens", q.n_tokens(), "must equal keys.n_tokens");
+    if (q.dim() != k.dim()) fail("query_keys.queries.head_dim", q.dim(), "must equal keys.head_dim");
+    if (qk.skip_tokens < 0 || qk.skip_tokens > k.n_tokens())
+      fail("query_keys.skip_tokens", qk.skip_tokens, "must be in [0, n_tokens]");
+    if (!(qk.scale >= 0.0 && std::isfinite(qk.scale))) fail("query_keys.scale", qk.scale, "must be finite and >= 0");
+    const index_t total = k.n_tokens(), dh = k.dim(), skip = qk.skip_tokens, n = total - skip;
+    const float scale = static_cast<float>(qk.scale > 0.0 ? qk.scale : 1.0 / std::sqrt(static_cast<double>(dh)));
+    Eigen::Map<Eigen::VectorXd> column_total(received.data(), n);
+    Eigen::Map<Eigen::VectorXd> row_total(given.data(), n);
+    column_total.setZero();
+    row_total.setZero();
+    keys_.resize(static_cast<std::size_t>(total * dh));
+    RowMap<float> keys(keys_.data(), total, dh, Eigen::OuterStride<>(dh));
+    for (index_t h = 0; h < k.heads(); ++h) {
+      const TokenMatrix key_view = k.head(h);
+      visit_dtype(k.dtype(), [&]<class T>(T) {
+        for (index_t j = 0; j < total; ++j) load_row(key_view.as<T>(), j, keys.row(j).data(), "query_keys.keys");
+      });
+      if (qk.softmax) {
+        softmax_head(q.head(h), keys, scale, skip, row_total, column_total);
+      } else {
+        logit_head(q.head(h), keys, scale, skip, row_total, column_total);
+      }
+    }
+  }
+
+ private:
+  void softmax_head(const TokenMatrix& query_view, const RowMap<float>& keys, float scale, index_t skip,
+                    Eigen::Map<Eigen::VectorXd>& row_total, Eigen::Map<Eigen::VectorXd>& column_total) {
+    const index_t total = keys.rows(), dh = keys.cols();
+    const ConstRowMap<float> key_rows(keys.data(), total, dh, Eigen::OuterStride<>(dh));
+    for (index_t i0 = skip; i0 < total; i0 += kTile) {
+      const index_t rows = std::min(kTile, total - i0);
+      queries_.resize(static_cast<std::size_t>(rows * dh));
+      logits_.resize(static_cast<std::size_t>(rows * total));
+      visit_dtype(query_view.dtype(), [&]<class T>(T) {
+        for (index_t r = 0; r < rows; ++r)
+          load_row(query_view.as<T>(), i0 + r, queries_.data() + r * dh, "query_keys.queries");
+      });
+      products_.product(ConstRowMap<float>(queries_.data(), rows, dh, Eigen::OuterStride<>(dh)), key_rows,
+                        logits_.data(), total);
+      for (index_t r = 0; r < rows; ++r) {
+        Eigen::Map<Eigen::ArrayXf> p(logits_.data() + r * total, total);
+        p *= scale;
+        p = (p - p.maxCoeff()).exp();
+        p /= p.sum();
+        add_attention_row(p.matrix().transpose().tail(total - skip), row_total[i0 + r - skip], column_total);
+      }
+    }
+  }
+
+  // Raw logits: received_j += scale (sum_i q_i) . k_j and given_i += scale q_i . (sum_j k_j), over patch tokens.
+  void logit_head(const TokenMatrix& query_view, const RowMap<float>& keys, float scale, index_t skip,
+                  Eigen::Map<Eigen::VectorXd>& row_total, Eigen::Map<Eigen::VectorXd>& column_total) {
+    const index_t total = keys.rows(), dh = keys.cols();
+    key_sum_.assign(static_cast<std::size_t>(dh), 0.0);
+    query_sum_.assign(static_cast<std::size_t>(dh), 0.0);
+    Eigen::Map<Eigen::RowVectorXd> key_sum(key_sum_.data(), dh), query_sum(query_sum_.data(), dh);
+    for (index_t j = skip; j < total; ++j) key_sum += keys.row(j).template cast<double>();
+    queries_.resize(static_cast<std::size_t>(dh));
+    Eigen::Map<Eigen::RowVectorXf> query(queries_.data(), dh);
+    visit_dtype(query_view.dtype(), [&]<class T>(T) {
+      for (index_t i = skip; i < total; ++i) {
+        load_row(query_view.as<T>(), i, query.data(), "query_keys.queries");
+        query_sum += query.template cast<double>();
+        row_total[i - skip] += static_cast<double>(scale) * query.template cast<double>().dot(key_sum);
+      }
+    });
+    for (index_t j = skip; j < total; ++j)
+      column_total[j - skip] += static_cast<double>(scale) * keys.row(j).template cast<double>().dot(query_sum);
+  }
+
+  GramWorkspace products_;
+  std::vector<float> keys_, queries_, logits_;
+  std::vector<double> key_sum_, query_sum_;
+};
 
 }  // namespace tokenprune::kernels

@@ -67,7 +67,8 @@ class GramWorkspace {
       const index_t h = std::min(kTile, n - i0), w = std::min(kTile, n - j0);
       float* out = rows_of(i0) + j0;
       for (index_t a = 0; a < h; ++a) std::fill_n(out + a * ld, p == q ? a + 1 : w, 0.0f);  // kernels accumulate
-      if (d > 0) tile_product(unit, i0, j0, h, w, kc, out, ld, p == q, thread);
+      const index_t lu = unit.outerStride();
+      if (d > 0) tile_product(unit.data() + i0 * lu, lu, unit.data() + j0 * lu, lu, h, w, d, kc, out, ld, p == q, thread);
       on_tile(out, i0, j0, h, w, ld);
     };
     if (whole_triangle) {
@@ -85,6 +86,22 @@ class GramWorkspace {
         on_panel(p * kTile, std::min(n, (p + 1) * kTile));
       }
     }
+  }
+
+  // out (a.rows() x b.rows(), row-major, stride ld) = a b^T, sequentially, with the same kernels and buffers.
+  void product(const ConstRowMap<float>& a, const ConstRowMap<float>& b, float* out, index_t ld) {
+    const index_t d = a.cols();
+    const index_t kc = depth_block(std::max(a.rows(), b.rows()), d);
+    ensure(kc);
+    for (index_t i0 = 0; i0 < a.rows(); i0 += kTile)
+      for (index_t j0 = 0; j0 < b.rows(); j0 += kTile) {
+        const index_t h = std::min(kTile, a.rows() - i0), w = std::min(kTile, b.rows() - j0);
+        float* tile = out + i0 * ld + j0;
+        for (index_t r = 0; r < h; ++r) std::fill_n(tile + r * ld, w, 0.0f);
+        if (d > 0)
+          tile_product(a.data() + i0 * a.outerStride(), a.outerStride(), b.data() + j0 * b.outerStride(),
+                       b.outerStride(), h, w, d, kc, tile, ld, false, 0);
+      }
   }
 
  private:
@@ -115,24 +132,21 @@ class GramWorkspace {
       if (buffer.size() < size) buffer.resize(size);
   }
 
-  // out (h x w, row-major, stride ld) += U[i0:i0+h] U[j0:j0+w]^T, computed as its column-major transpose
-  // (w x h) = U[j0:j0+w] U[i0:i0+h]^T; on the diagonal only the lower triangle (the transpose's upper one).
-  void tile_product(const ConstRowMap<float>& unit, index_t i0, index_t j0, index_t h, index_t w, index_t kc,
-                    float* out, index_t ld, bool diagonal, int thread) {
-    const index_t d = unit.cols();
-    const index_t lu = unit.outerStride();
+  // out (h x w, row-major, stride ld) += A B^T for A = h rows at `rows_i`, B = w rows at `rows_j` (d columns,
+  // row strides la and lb), computed as its column-major transpose (w x h) = B A^T; with `diagonal` (A = B) only
+  // the lower triangle (the transpose's upper one).
+  void tile_product(const float* rows_i, index_t la, const float* rows_j, index_t lb, index_t h, index_t w, index_t d,
+                    index_t kc, float* out, index_t ld, bool diagonal, int thread) {
     Blocking blocking(kc, pack_[static_cast<std::size_t>(2 * thread)].data(),
                       pack_[static_cast<std::size_t>(2 * thread + 1)].data());
-    const float* rows_i = unit.data() + i0 * lu;
-    const float* rows_j = unit.data() + j0 * lu;
     using namespace Eigen;
     if (diagonal) {
       internal::general_matrix_matrix_triangular_product<Index, float, RowMajor, false, float, ColMajor, false,
-                                                         ColMajor, 1, Upper>::run(h, d, rows_i, lu, rows_i, lu, out,
+                                                         ColMajor, 1, Upper>::run(h, d, rows_i, la, rows_i, la, out,
                                                                                   1, ld, 1.0f, blocking);
     } else {
       internal::general_matrix_matrix_product<Index, float, RowMajor, false, float, ColMajor, false, ColMajor,
-                                              1>::run(w, h, d, rows_j, lu, rows_i, lu, out, 1, ld, 1.0f, blocking);
+                                              1>::run(w, h, d, rows_j, lb, rows_i, la, out, 1, ld, 1.0f, blocking);
     }
   }
 

@@ -2,8 +2,9 @@
 // FoPru (Jiang et al., 2024): token significance from the vision encoder's attention; keep the most significant
 // tokens (rank strategy) or the most significant whole rows of the patch grid (row strategy). SPEC section 2.3.
 //
-// Inputs: inputs.attention ([heads, n, n] maps, CLS removed, e.g. maps.block(1, n)) or inputs.significance (a
-// precomputed vector, e.g. from a fused-attention engine); the row strategy also needs inputs.grid (when it is
+// Inputs, first present wins: inputs.attention ([heads, n, n] maps, CLS removed, e.g. maps.block(1, n)),
+// inputs.query_keys (the layer's queries and keys, for fused-attention engines: same significance without the
+// maps), or inputs.significance (a precomputed vector); the row strategy also needs inputs.grid (when it is
 // not given and n is a perfect square, the grid is taken as square, like the reference).
 //
 // Thread safety: one instance per thread; prune() mutates the instance's workspace. Instances share nothing.
@@ -42,8 +43,10 @@ class FoPru {
     return k / grid_for(shape).cols * grid_for(shape).cols;
   }
 
-  void reserve(index_t max_tokens, index_t /*dim*/) {
+  // dim: the head dimension when significance comes from queries and keys; unused otherwise.
+  void reserve(index_t max_tokens, index_t dim) {
     if (max_tokens < 0) fail("max_tokens", max_tokens, "must be >= 0");
+    if (dim > 0) query_keys_.reserve(max_tokens + 1, dim);  // + a CLS token
     const auto n = static_cast<std::size_t>(max_tokens);
     for (auto* v : {&received_, &given_, &row_score_}) v->reserve(n);
     for (auto* v : {&scores_, &row_buffer_}) v->reserve(n);
@@ -54,18 +57,24 @@ class FoPru {
   std::span<const index_t> prune(const PruneInputs& inputs, Budget budget) {
     const index_t n = inputs.n_tokens();
     const bool from_maps = !inputs.attention.empty();
-    if (!from_maps && inputs.significance.data() == nullptr)
-      fail("attention", "missing", "FoPru needs attention maps or a significance vector");
+    const bool from_query_keys = !from_maps && !inputs.query_keys.empty();
+    if (!from_maps && !from_query_keys && inputs.significance.data() == nullptr)
+      fail("attention", "missing", "FoPru needs attention maps, queries and keys, or a significance vector");
     const TokenShape shape{n, inputs.grid};
     const index_t kept = kept_count(shape, budget);
     resize(n);
 
     std::span<const double> significance;
-    if (from_maps) {
-      visit_dtype(inputs.attention.dtype(),
-                  [&]<class T>(T) { kernels::attention_sums<T>(inputs.attention, received_, given_, row_buffer_); });
+    if (from_maps || from_query_keys) {
+      if (from_maps) {
+        visit_dtype(inputs.attention.dtype(),
+                    [&]<class T>(T) { kernels::attention_sums<T>(inputs.attention, received_, given_, row_buffer_); });
+      } else {
+        query_keys_.sums(inputs.query_keys, received_, given_);
+      }
       significance = choose_axis();
-      const double per_token = static_cast<double>(inputs.attention.heads()) * static_cast<double>(n);
+      const index_t heads = from_maps ? inputs.attention.heads() : inputs.query_keys.keys.heads();
+      const double per_token = static_cast<double>(heads) * static_cast<double>(n);
       for (index_t j = 0; j < n; ++j) scores_[static_cast<std::size_t>(j)] = static_cast<float>(significance[static_cast<std::size_t>(j)] / per_token);
     } else {
       kernels::check_finite(inputs.significance, "significance");
@@ -135,6 +144,7 @@ class FoPru {
 
   FoPruConfig config_;
   FoPruAxis chosen_ = FoPruAxis::received;
+  kernels::QueryKeyReducer query_keys_;
   std::vector<double> received_, given_, row_score_;
   std::vector<float> scores_, row_buffer_;
   std::vector<index_t> order_, kept_;
