@@ -21,27 +21,35 @@
 
 namespace tokenprune::kernels {
 
+inline float self_similarity(float norm) noexcept {
+  const double scaled = static_cast<double>(norm) / 1e-12;
+  return scaled >= 1.0 ? 1.0f : static_cast<float>(scaled * scaled);
+}
+
 struct EdgeRule {
   float threshold = 0.5f;     // tau: j is a neighbour of i when s_ij >= tau
   float temperature = 0.03f;  // T: softmax over neighbours of s_ij / T
 
   // Cosines -> weights e_ij in place on one tile of the lower triangle (rows i0.., columns j0..; on a diagonal
-  // tile only j <= i). A non-zero token is its own neighbour with s_ii = 1 exactly (rounding must not drop it
-  // when tau = 1); a zero token (norm 0) has no neighbour, not even itself.
+  // tile only j <= i). The diagonal is set from the definition, not from rounding: s_ii = |u_i|^2 with
+  // u_i = x_i / max(w_i, 1e-12), i.e. exactly 1 for w_i >= 1e-12 (tau = 1 must keep the self-edge), (w_i/1e-12)^2
+  // below that, and 0 for a zero token, which therefore has no neighbour at all.
   void apply(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, std::span<const float> norms) const {
     const float max_logit = 1.0f / temperature;
     for (index_t a = 0; a < h; ++a) {
       const index_t i = i0 + a;
       const index_t width = i0 == j0 ? a + 1 : w;
-      if (i0 == j0) tile[a * ld + a] = norms[static_cast<std::size_t>(i)] > 0.0f ? 1.0f : 0.0f;
+      if (i0 == j0) tile[a * ld + a] = self_similarity(norms[static_cast<std::size_t>(i)]);
       Eigen::Map<Eigen::ArrayXf> s(tile + a * ld, width);
       s = (s >= threshold).select((s / temperature - max_logit).exp(), 0.0f);
     }
   }
 };
 
-// rowsum_i = sum_j e_ij and degree_i = #{j : e_ij > 0} of the symmetric E given by its lower triangle, each
-// row accumulated in ascending j (row part, then column part), in double. Rows without neighbours get degree n.
+// rowsum_i = sum_j m_j e_ij and degree_i = sum_j m_j [e_ij > 0] of the symmetric E given by its lower triangle,
+// where node j stands for m_j identical tokens (m_j = 1 without duplicates; multiplying by 1 is exact). Each
+// row is accumulated in ascending j (row part, then column part), in double. Nodes without any neighbour get
+// degree n_tokens (their row of P is uniform over all tokens).
 struct NeighbourStats {
   std::vector<double> rowsum, column_part;
   std::vector<index_t> degree;
@@ -58,41 +66,43 @@ struct NeighbourStats {
   }
   // Adds row i's stored entries (columns `cols`, ascending, values `e`; all j <= i).
   template <class Cols>
-  void add_row(index_t i, const Cols& cols, const float* e, index_t count) {
+  void add_row(index_t i, const Cols& cols, const float* e, index_t count, std::span<const index_t> multiplicity) {
+    const index_t m_i = multiplicity[static_cast<std::size_t>(i)];
     double total = 0.0;
     index_t edges = 0;
     for (index_t t = 0; t < count; ++t) {
       const float value = e[t];
       if (value > 0.0f) {
         const auto j = static_cast<std::size_t>(cols(t));
-        total += value;
-        ++edges;
+        const index_t m_j = multiplicity[j];
+        total += static_cast<double>(value) * static_cast<double>(m_j);
+        edges += m_j;
         if (static_cast<index_t>(j) != i) {
-          column_part[j] += value;
-          ++degree[j];
+          column_part[j] += static_cast<double>(value) * static_cast<double>(m_i);
+          degree[j] += m_i;
         }
       }
     }
     rowsum[static_cast<std::size_t>(i)] += total;
     degree[static_cast<std::size_t>(i)] += edges;
   }
-  void finish(index_t n) {
-    for (std::size_t j = 0; j < static_cast<std::size_t>(n); ++j) {
+  void finish(index_t nodes, index_t n_tokens) {
+    for (std::size_t j = 0; j < static_cast<std::size_t>(nodes); ++j) {
       rowsum[j] += column_part[j];
-      if (degree[j] == 0) degree[j] = n;  // a zero token's row is uniform over all n tokens
+      if (degree[j] == 0) degree[j] = n_tokens;  // a zero token's row is uniform over all tokens
     }
   }
 };
 
 // Share of each token's mass per unit weight: share_i = v_i / rowsum_i; returns the mass of rows without
 // neighbours, which P spreads uniformly.
-inline double shares(std::span<const float> v, std::span<const double> rowsum, std::span<float> share) {
+inline double shares(std::span<const double> v, std::span<const double> rowsum, std::span<double> share) {
   double uniform_mass = 0.0;
   for (std::size_t i = 0; i < v.size(); ++i) {
     if (rowsum[i] > 0.0) {
-      share[i] = static_cast<float>(v[i] / rowsum[i]);
+      share[i] = v[i] / rowsum[i];
     } else {
-      share[i] = 0.0f;
+      share[i] = 0.0;
       uniform_mass += v[i];
     }
   }
@@ -107,8 +117,8 @@ struct DenseColumns {
 // a * b + c with one rounding where the target has a fused multiply-add, two where it has none. Spelled out
 // because compilers contract a * b + c differently in differently vectorized loops, which would make the dense
 // and the sparse path round differently.
-inline float multiply_add(float a, float b, float c) noexcept {
-#if defined(FP_FAST_FMAF)
+inline double multiply_add(double a, double b, double c) noexcept {
+#if defined(FP_FAST_FMA)
   return std::fma(a, b, c);
 #else
   return a * b + c;
@@ -120,9 +130,9 @@ inline float multiply_add(float a, float b, float c) noexcept {
 // sums picked by j mod 4; a zero weight adds exactly nothing), so a dense row and the compressed row of the same
 // graph give bitwise identical results. The dense form is the same arithmetic, unrolled so it vectorizes.
 template <class Cols>
-float accumulate_row(index_t i, const Cols& cols, const float* e, index_t count, const float* share, float* v) {
-  const float share_i = share[i];
-  float partial[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+double accumulate_row(index_t i, const Cols& cols, const float* e, index_t count, const double* share, double* v) {
+  const double share_i = share[i];
+  double partial[4] = {0.0, 0.0, 0.0, 0.0};
   if constexpr (std::is_same_v<Cols, DenseColumns>) {
     const index_t below = i;  // entries 0 .. i-1 mirror into v; entry i is the diagonal
     index_t t = 0;
@@ -146,15 +156,21 @@ float accumulate_row(index_t i, const Cols& cols, const float* e, index_t count,
   return (partial[0] + partial[1]) + (partial[2] + partial[3]);
 }
 
-// v <- v P, `iterations` times. `rows(i, visit)` calls visit(columns, weights, count) with row i's stored lower
-// entries (ascending columns <= i).
+// v <- v P, `iterations` (>= 1) times, in double, over nodes that stand for m_j identical tokens each. On entry
+// v holds each node's total mass (the sum of its tokens' norms); on exit, the value of each single token of the
+// node after the last step (all tokens of a node receive the same). `rows(i, visit)` calls
+// visit(columns, weights, count) with node i's stored lower entries (ascending columns <= i).
+// Double precision keeps the fp32 scores of tokens that are equal in exact arithmetic equal.
 template <class Rows>
-void propagate(index_t n, Rows rows, std::span<const double> rowsum, int iterations, std::span<float> v,
-               std::span<float> share) {
+void propagate(index_t nodes, index_t n_tokens, Rows rows, std::span<const double> rowsum,
+               std::span<const index_t> multiplicity, int iterations, std::span<double> v, std::span<double> share) {
   for (int step = 0; step < iterations; ++step) {
-    const double uniform_mass = shares(v, rowsum, share);
-    std::fill(v.begin(), v.end(), static_cast<float>(uniform_mass / static_cast<double>(n)));
-    for (index_t i = 0; i < n; ++i)
+    if (step > 0)  // per-token values back to node totals
+      for (std::size_t i = 0; i < static_cast<std::size_t>(nodes); ++i) v[i] *= static_cast<double>(multiplicity[i]);
+    const auto count = static_cast<std::size_t>(nodes);
+    const double uniform_mass = shares(v.first(count), rowsum.first(count), share.first(count));
+    std::fill(v.begin(), v.begin() + nodes, uniform_mass / static_cast<double>(n_tokens));
+    for (index_t i = 0; i < nodes; ++i)
       rows(i, [&](const auto& cols, const float* e, index_t count) {
         v[static_cast<std::size_t>(i)] += accumulate_row(i, cols, e, count, share.data(), v.data());
       });
@@ -189,12 +205,12 @@ class SparseLowerGraph {
   [[nodiscard]] index_t rows() const { return static_cast<index_t>(row_start_.size()) - 1; }
   [[nodiscard]] std::size_t edges() const { return weight_.size(); }
 
-  void statistics(NeighbourStats& stats) const {
+  void statistics(NeighbourStats& stats, std::span<const index_t> multiplicity, index_t n_tokens) const {
     const index_t n = rows();
     stats.reset(n);
     for (index_t i = 0; i < n; ++i)
-      row(i, [&](const auto& cols, const float* e, index_t count) { stats.add_row(i, cols, e, count); });
-    stats.finish(n);
+      row(i, [&](const auto& cols, const float* e, index_t count) { stats.add_row(i, cols, e, count, multiplicity); });
+    stats.finish(n, n_tokens);
   }
 
   // Calls visit(columns, weights, count) with row i's edges.

@@ -3,6 +3,9 @@
 // feature norm as "information", which flows along the edges for a few iterations; the tokens holding the most
 // information per neighbour are kept. SPEC section 2.2 is the exact definition implemented here.
 //
+// Tokens with identical unit vectors (padding, repeated frames) are merged into one graph node with a
+// multiplicity before anything else: the same graph, computed once per distinct token.
+//
 // Cost: one Gram (n^2 d / 2 multiply-adds, see kernels/gram.hpp) plus O(n^2) for the edge weights and
 // O(iterations * edges) for propagation; matrix powers are never formed. Memory: up to `max_dense_tokens` the
 // lower triangle of the weights is kept dense (n^2 floats); beyond it, one row panel of the Gram at a time
@@ -13,6 +16,7 @@
 // answer is identical for every thread count.
 
 #include <tokenprune/core/concept.hpp>
+#include <tokenprune/kernels/dedup.hpp>
 #include <tokenprune/kernels/graph.hpp>
 #include <tokenprune/kernels/gram.hpp>
 #include <tokenprune/kernels/similarity.hpp>
@@ -59,9 +63,10 @@ class GPrune {
     if (!dense) graph_.reserve(n, 64 * n);
     gram_.reserve(max_tokens, dim);
     stats_.reserve(n);
-    for (auto* v : {&norms_, &scores_, &share_}) v->reserve(n);
-    order_.reserve(n);
-    kept_.reserve(n);
+    for (auto* v : {&norms_, &node_norms_, &scores_}) v->reserve(n);
+    for (auto* v : {&mass_, &share_}) v->reserve(n);
+    for (auto* v : {&node_of_, &first_, &multiplicity_, &degrees_, &order_, &kept_}) v->reserve(n);
+    hash_.reserve(n);
   }
 
   // Keeps the tokens of inputs.features (other inputs are ignored) with the highest propagated information.
@@ -73,43 +78,56 @@ class GPrune {
     const index_t dim = x.dim();
     const auto un = static_cast<std::size_t>(n);
     unit_.resize(un * static_cast<std::size_t>(dim));
-    for (auto* v : {&norms_, &scores_, &share_}) v->resize(un);
-    order_.resize(un);
+    for (auto* v : {&norms_, &node_norms_, &scores_}) v->resize(un);
+    for (auto* v : {&mass_, &share_}) v->resize(un);
+    for (auto* v : {&node_of_, &first_, &multiplicity_, &degrees_, &order_}) v->resize(un);
+    hash_.resize(un);
     kept_.resize(static_cast<std::size_t>(k));
 
     RowMap<float> unit(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
     visit_dtype(x.dtype(), [&]<class T>(T) { kernels::normalize_rows(x.as<T>(), unit, norms_, "features"); });
-    const ConstRowMap<float> unit_view(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
+    const index_t nodes = merge_identical_tokens(n, dim);
+    const ConstRowMap<float> node_units(unit_.data(), nodes, dim, Eigen::OuterStride<>(dim));
+    const auto node_multiplicity = std::span<const index_t>(multiplicity_).first(static_cast<std::size_t>(nodes));
 
     const kernels::EdgeRule rule{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
     auto on_tile = [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld) {
-      rule.apply(tile, i0, j0, h, w, ld, norms_);
+      rule.apply(tile, i0, j0, h, w, ld, node_norms_);
     };
-    std::copy(norms_.begin(), norms_.end(), scores_.begin());  // v starts at w = ||x||
-    if (n <= config_.max_dense_tokens) {
-      weights_.resize(un * un);
-      const index_t ld = n;
+    if (nodes <= config_.max_dense_tokens) {
+      const auto ld = nodes;
+      weights_.resize(static_cast<std::size_t>(nodes * nodes));
       gram_.lower_gram(
-          unit_view, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; }, on_tile,
+          node_units, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; }, on_tile,
           [](index_t, index_t) {});
-      stats_.reset(n);
-      for (index_t i = 0; i < n; ++i)
-        stats_.add_row(i, kernels::DenseColumns{}, weights_.data() + i * ld, i + 1);
-      stats_.finish(n);
+      stats_.reset(nodes);
+      for (index_t i = 0; i < nodes; ++i)
+        stats_.add_row(i, kernels::DenseColumns{}, weights_.data() + i * ld, i + 1, node_multiplicity);
+      stats_.finish(nodes, n);
       auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, i + 1); };
-      kernels::propagate(n, dense_row, stats_.rowsum, config_.iterations, scores_, share_);
+      if (config_.iterations > 0)
+        kernels::propagate(nodes, n, dense_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
     } else {
-      weights_.resize(static_cast<std::size_t>(kernels::kTile) * un);  // one row panel
+      weights_.resize(static_cast<std::size_t>(kernels::kTile * nodes));  // one row panel
       graph_.reset();
       gram_.lower_gram(
-          unit_view, n, false, [&](index_t) { return weights_.data(); }, on_tile,
-          [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, n); });
-      graph_.statistics(stats_);
-      kernels::propagate(n, [&](index_t i, auto visit) { graph_.row(i, visit); }, stats_.rowsum, config_.iterations,
-                         scores_, share_);
+          node_units, nodes, false, [&](index_t) { return weights_.data(); }, on_tile,
+          [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, nodes); });
+      graph_.statistics(stats_, node_multiplicity, n);
+      if (config_.iterations > 0)
+        kernels::propagate(
+            nodes, n, [&](index_t i, auto visit) { graph_.row(i, visit); }, stats_.rowsum, node_multiplicity,
+            config_.iterations, mass_, share_);
     }
-    for (std::size_t j = 0; j < un; ++j) scores_[j] /= static_cast<float>(stats_.degree[j]);
-
+    // score_j = v_j / deg_j; after no iteration at all, v_j is the token's own norm.
+    for (std::size_t j = 0; j < un; ++j) {
+      const auto node = static_cast<std::size_t>(node_of_[j]);
+      const double value = config_.iterations > 0 ? mass_[node] : static_cast<double>(norms_[j]);
+      degrees_[j] = stats_.degree[node];
+      scores_[j] = static_cast<float>(value / static_cast<double>(degrees_[j]));
+      if (!std::isfinite(scores_[j]))
+        fail("features", "norms near the fp32 limit", "the propagated information overflows fp32");
+    }
     kernels::top_k_ascending(std::span<const float>(scores_), k, order_, std::span<index_t>(kept_));
     return kept_;
   }
@@ -117,17 +135,40 @@ class GPrune {
   // score_j = v_j / deg_j of the last prune().
   [[nodiscard]] std::span<const float> scores() const noexcept { return scores_; }
   // Neighbour counts (self included; n for a zero token) of the last prune().
-  [[nodiscard]] std::span<const index_t> degrees() const noexcept { return stats_.degree; }
+  [[nodiscard]] std::span<const index_t> degrees() const noexcept { return degrees_; }
   // Edges (j <= i) of the last prune() when it took the sparse path, else 0.
   [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges(); }
 
  private:
+  // Tokens with identical unit vectors become one graph node (see kernels/dedup.hpp). Compacts the nodes' unit
+  // rows to the front of unit_ (in place: node g's first token is at row >= g) and sets their multiplicity,
+  // total mass (sum of norms) and norm. Returns the number of nodes.
+  index_t merge_identical_tokens(index_t n, index_t dim) {
+    const ConstRowMap<float> unit(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
+    const index_t nodes = kernels::group_identical_rows(unit, node_of_, first_, order_, hash_);
+    std::fill(multiplicity_.begin(), multiplicity_.begin() + nodes, index_t{0});
+    std::fill(mass_.begin(), mass_.begin() + nodes, 0.0);
+    for (index_t i = 0; i < n; ++i) {
+      const auto node = static_cast<std::size_t>(node_of_[static_cast<std::size_t>(i)]);
+      ++multiplicity_[node];
+      mass_[node] += static_cast<double>(norms_[static_cast<std::size_t>(i)]);
+    }
+    for (index_t g = 0; g < nodes; ++g) {
+      const index_t token = first_[static_cast<std::size_t>(g)];
+      node_norms_[static_cast<std::size_t>(g)] = norms_[static_cast<std::size_t>(token)];
+      if (token != g) std::copy_n(unit_.data() + token * dim, dim, unit_.data() + g * dim);
+    }
+    return nodes;
+  }
+
   GPruneConfig config_;
   kernels::GramWorkspace gram_;
   kernels::NeighbourStats stats_;
   kernels::SparseLowerGraph graph_;
-  std::vector<float> unit_, weights_, norms_, scores_, share_;
-  std::vector<index_t> order_, kept_;
+  std::vector<float> unit_, weights_, norms_, node_norms_, scores_;
+  std::vector<double> mass_, share_;  // propagated information v (per node) and v / rowsum
+  std::vector<index_t> node_of_, first_, multiplicity_, degrees_, order_, kept_;
+  std::vector<std::uint64_t> hash_;
 };
 
 static_assert(TokenPruner<GPrune>);
