@@ -31,7 +31,7 @@ void gather_rows(const TokenMatrix& src, std::span<const index_t> kept, T* dst, 
   detail::check_selection(kept, src.n_tokens());
   const auto* base = static_cast<const T*>(src.data());
   const auto row_bytes = static_cast<std::size_t>(src.dim()) * sizeof(T);
-  for (std::size_t i = 0; i < kept.size(); ++i)
+  for (std::size_t i = 0; i < kept.size() && row_bytes > 0; ++i)  // dim 0: nothing to copy
     std::memcpy(dst + static_cast<index_t>(i) * dst_row_stride, base + kept[i] * src.row_stride(), row_bytes);
 }
 

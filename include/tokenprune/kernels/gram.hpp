@@ -45,6 +45,13 @@ class GramWorkspace {
   void reserve(index_t max_tokens, index_t dim) {
     threads_ = std::max(threads_, available_threads());
     ensure(depth_block(max_tokens, dim));
+#if defined(_OPENMP)
+    // The OpenMP runtime allocates its thread team at the first parallel region: do it here, not in prune().
+    if (threads_ > 1) {
+#pragma omp parallel num_threads(threads_)
+      { [[maybe_unused]] volatile int started = omp_get_thread_num(); }
+    }
+#endif
   }
 
   // Computes the lower triangle of unit * unit^T, panel by panel. `rows_of(i0)` returns where row i0 of the

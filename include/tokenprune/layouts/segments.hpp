@@ -63,7 +63,9 @@ class Segmented {
     if (layout.n_tokens != n) fail("layout.n_tokens", layout.n_tokens, "must equal the inputs' token count");
     check_layout(layout, n);
     kept_.resize(static_cast<std::size_t>(kept_count(layout)));
-    scores_.assign(static_cast<std::size_t>(n), std::numeric_limits<float>::infinity());
+    // Tokens in no segment and not always kept are dropped: -Inf. Always-kept tokens: +Inf.
+    scores_.assign(static_cast<std::size_t>(n), -std::numeric_limits<float>::infinity());
+    for (index_t t : layout.always_keep) scores_[static_cast<std::size_t>(t)] = std::numeric_limits<float>::infinity();
 
     std::size_t out = 0;
     for (const Segment& segment : layout.segments) {
@@ -78,7 +80,8 @@ class Segmented {
     return kept_;
   }
 
-  // Per-token scores of the last prune(), each from its own segment's pruning; +Inf for always-kept tokens.
+  // Per-token scores of the last prune(), each from its own segment's pruning; +Inf for always-kept tokens,
+  // -Inf for tokens that belong to no segment (they are never kept).
   [[nodiscard]] std::span<const float> scores() const noexcept { return scores_; }
 
  private:
@@ -128,7 +131,7 @@ class Segmented {
     gathered_.resize(tokens.size() * row_bytes);
     const auto* base = static_cast<const std::byte*>(x.data());
     const auto stride_bytes = static_cast<std::size_t>(x.row_stride() * dtype_size(x.dtype()));
-    for (std::size_t i = 0; i < tokens.size(); ++i)
+    for (std::size_t i = 0; i < tokens.size() && row_bytes > 0; ++i)  // dim 0: nothing to copy (and no buffer)
       std::memcpy(gathered_.data() + i * row_bytes, base + static_cast<std::size_t>(tokens[i]) * stride_bytes, row_bytes);
     const auto m = static_cast<index_t>(tokens.size());
     return visit_dtype(x.dtype(), [&]<class T>(T) {

@@ -1,0 +1,145 @@
+// FoPru benchmarks and their memory floor.
+//
+//   BM_FoPruRank/<case>/<dtype>   FoPru, rank strategy, from [heads, n, n] attention maps (ratio 0.5)
+//   BM_FoPruRow/<case>/<dtype>    FoPru, row strategy (whole grid rows), same maps
+//   BM_ReadMaps/<case>/<dtype>    one streaming pass over the same maps that only sums them: FoPru reads every
+//                                 value once, so this is its floor (SPEC 5: memory bandwidth)
+//
+// Cases: llava15 (16 heads x 576 x 576, CLIP ViT-L/336: 21 MB fp32 per image) and qwen2vl (16 x 1296 x 1296).
+// Counters: bytes_per_second = heads * n * n * sizeof(element) per call; tokens/s = n per call.
+
+#include "bench_data.hpp"
+
+#include <tokenprune/tokenprune.hpp>
+
+#include <benchmark/benchmark.h>
+
+#include <string>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+namespace {
+
+using namespace tokenprune;
+namespace tb = tokenprune::bench;
+
+struct MapCase {
+  const char* name;
+  index_t heads;
+  index_t side;  // n = side * side
+};
+constexpr MapCase kMapCases[] = {{"llava15", 16, 24}, {"qwen2vl", 16, 36}};
+
+using tb::dtype_tag;
+
+// Sum of `count` values, widened to fp32: one streaming read, four independent accumulators.
+// (GCC 12 warns about the intrinsics' internal _mm512_undefined_* operands: a known false positive.)
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+template <Element T>
+float read_sum(const T* data, std::size_t count) {
+  std::size_t i = 0;
+  float tail = 0.0f;
+#if defined(__AVX512F__)
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  auto load16 = [](const T* p) {
+    if constexpr (std::same_as<T, float>) {
+      return _mm512_loadu_ps(p);
+    } else if constexpr (std::same_as<T, Eigen::half>) {
+      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    } else {  // bf16: the upper half of an fp32
+      const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+    }
+  };
+  for (; i + 64 <= count; i += 64)
+    for (int a = 0; a < 4; ++a) acc[a] = _mm512_add_ps(acc[a], load16(data + i + 16 * a));
+  tail = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+#else
+  // Eigen's vectorized reduction (fp16/bf16 widened through Eigen's packet casts where the target has them).
+  const std::size_t blocked = count - count % 4096;
+  for (; i < blocked; i += 4096) {
+    const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> block(data + i, 4096);
+    if constexpr (std::same_as<T, float>) {
+      tail += block.sum();
+    } else {
+      tail += block.template cast<float>().sum();
+    }
+  }
+#endif
+  for (; i < count; ++i) tail += static_cast<float>(data[i]);
+  return tail;
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+template <Element T>
+void read_maps(benchmark::State& state, MapCase c) {
+  const std::vector<T>& maps = tb::attention_maps<T>(c.heads, c.side);
+  for (auto _ : state) {
+    float total = read_sum(maps.data(), maps.size());
+    benchmark::DoNotOptimize(total);
+  }
+  const index_t n = c.side * c.side;
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(maps.size() * sizeof(T)));
+  tb::set_tokens(state, static_cast<double>(n));
+  state.SetLabel(std::string(c.name) + " " + dtype_tag<T>() + " " + std::to_string(c.heads) + "x" +
+                 std::to_string(n) + "x" + std::to_string(n) + " sum");
+}
+
+template <Element T>
+void fopru(benchmark::State& state, MapCase c, FoPruStrategy strategy) {
+  const std::vector<T>& maps = tb::attention_maps<T>(c.heads, c.side);
+  const index_t n = c.side * c.side;
+  FoPru pruner(FoPruConfig{strategy, FoPruAxis::automatic});
+  pruner.reserve(n, 0);
+  PruneInputs inputs;
+  inputs.attention = AttentionMaps(maps.data(), c.heads, n);
+  inputs.grid = Grid{c.side, c.side};
+  const Budget budget = Budget::ratio(0.5);
+  for (auto _ : state) {
+    std::span<const index_t> kept = pruner.prune(inputs, budget);
+    benchmark::DoNotOptimize(kept.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
+                          static_cast<std::int64_t>(maps.size() * sizeof(T)));
+  tb::set_tokens(state, static_cast<double>(n));
+  state.SetLabel(std::string(c.name) + " " + dtype_tag<T>() + " " + std::to_string(c.heads) + "x" +
+                 std::to_string(n) + "x" + std::to_string(n) +
+                 (pruner.chosen_axis() == FoPruAxis::received ? " axis=received" : " axis=given"));
+}
+
+template <Element T>
+void register_case(const MapCase& c) {
+  const std::string suffix = std::string("/") + c.name + "/" + dtype_tag<T>();
+  benchmark::RegisterBenchmark(("BM_FoPruRank" + suffix).c_str(),
+                               [c](benchmark::State& s) { fopru<T>(s, c, FoPruStrategy::rank); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("BM_FoPruRow" + suffix).c_str(),
+                               [c](benchmark::State& s) { fopru<T>(s, c, FoPruStrategy::row); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark(("BM_ReadMaps" + suffix).c_str(), [c](benchmark::State& s) { read_maps<T>(s, c); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+}
+
+const bool registered = [] {
+  for (const MapCase& c : kMapCases) {
+    register_case<float>(c);
+    register_case<Eigen::half>(c);
+    register_case<Eigen::bfloat16>(c);
+  }
+  return true;
+}();
+
+}  // namespace

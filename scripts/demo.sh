@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The README's "main job": install what is missing, build the command-line tool (Release), reproduce every
+# reference case through it, then prune one LLaVA-NeXT-sized G-Prune input and one FoPru input and show what was
+# kept and how fast.
+#
+#   scripts/demo.sh            about a minute on a 2-core machine (plus first-time apt installs and the build)
+#   scripts/demo.sh --bench    also build and run the benchmarks (tokenprune_bench), if that target exists
+#
+# Environment: JOBS (default 2), BUILD_DIR (default build/release).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+jobs="${JOBS:-2}"
+build="${BUILD_DIR:-build/release}"
+bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) bench=1 ;;
+    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "demo.sh: unknown argument '$arg' (expected --bench)" >&2; exit 2 ;;
+  esac
+done
+
+banner() { printf '\n========== %s ==========\n' "$*"; }
+
+banner "setup (Debian packages)"
+bash "$repo/scripts/setup.sh"
+
+banner "build: $build (Release), the tokenprune executable (CMake target tokenprune_cli)"
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release
+cmake --build "$build" -j "$jobs" --target tokenprune_cli
+tool="$build/tokenprune"
+[[ -x "$tool" ]] || { echo "demo.sh: $tool was not built" >&2; exit 1; }
+"$tool" --version
+
+shared="$repo/../shared/fixtures/reference"
+banner "reference cases bundled with the project (tests/data/reference)"
+"$tool" check tests/data/reference
+if [[ -d "$shared" ]]; then
+  banner "all shared reference cases ($(cd "$shared" && pwd))"
+  "$tool" check "$shared"
+fi
+
+# Inputs for the two timed runs: the largest cases available (LLaVA-NeXT layout when the shared fixtures exist).
+if [[ -d "$shared/gprune_next_24x48_r0.5" ]]; then
+  gcase="$shared/gprune_next_24x48_r0.5"
+  gargs=(--layout llava-next --grid 24x48 --ratio 0.5)
+else
+  gcase="tests/data/reference/gprune_flat_144x64_image_k36"
+  gargs=(--keep 36)
+fi
+if [[ -d "$shared/fopru_rank_probs_h16_n576_k64" ]]; then
+  fcase="$shared/fopru_rank_probs_h16_n576_k64"
+  fargs=(--keep 64)
+else
+  fcase="tests/data/reference/fopru_rank_probs_h4_n64_k16"
+  fargs=(--keep 16)
+fi
+
+out="$(mktemp -d)"
+trap 'rm -rf "$out"' EXIT
+
+banner "G-Prune on $(basename "$gcase")"
+"$tool" prune --method gprune --features "$gcase/features.npy" "${gargs[@]}" --out "$out/gprune_keep.npy"
+"$tool" prune --method gprune --features "$gcase/features.npy" "${gargs[@]}" --repeat 10 --report json |
+  sed -E 's/"kept_indices":\[[^]]*\],?//'
+
+banner "FoPru (rank) on $(basename "$fcase")"
+"$tool" prune --method fopru-rank --attention "$fcase/attention.npy" "${fargs[@]}" --out "$out/fopru_keep.npy"
+"$tool" prune --method fopru-rank --attention "$fcase/attention.npy" "${fargs[@]}" --repeat 10 --report json |
+  sed -E 's/"kept_indices":\[[^]]*\],?//'
+
+if ((bench)); then
+  banner "benchmarks (tokenprune_bench)"
+  if cmake --build "$build" --target help 2>/dev/null | grep -q 'tokenprune_bench'; then
+    cmake --build "$build" -j "$jobs" --target tokenprune_bench
+    "$build/tokenprune_bench" --benchmark_min_time=0.01
+  else
+    echo "demo.sh: no tokenprune_bench target (no bench/*.cpp, or Google Benchmark missing): skipped"
+  fi
+fi
+
+banner "demo done"

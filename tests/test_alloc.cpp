@@ -1,0 +1,311 @@
+// SPEC 3: after reserve(max_tokens, dim), prune() allocates nothing. This is its own executable
+// (tokenprune_alloc_test): it replaces the global operator new/delete and, outside sanitizer builds, malloc and
+// friends, which must not leak into the other tests. Eigen is built with EIGEN_RUNTIME_NO_MALLOC so that an
+// Eigen temporary inside prune() also fails loudly (an assertion) while set_is_malloc_allowed(false) is on.
+
+#define EIGEN_RUNTIME_NO_MALLOC
+#include <tokenprune/tokenprune.hpp>
+
+#include "catch.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstdlib>
+#include <new>
+#include <random>
+#include <vector>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define TOKENPRUNE_ALLOC_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer) || __has_feature(memory_sanitizer)
+#define TOKENPRUNE_ALLOC_SANITIZED 1
+#endif
+#endif
+#if !defined(TOKENPRUNE_ALLOC_SANITIZED) && defined(__GLIBC__)
+#define TOKENPRUNE_ALLOC_HOOK_MALLOC 1
+#endif
+
+namespace {
+std::atomic<bool> g_counting{false};
+std::atomic<long> g_new_calls{0};     // operator new, every variant
+std::atomic<long> g_malloc_calls{0};  // malloc family (only when interposed)
+
+void count_new() {
+  if (g_counting.load(std::memory_order_relaxed)) g_new_calls.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// malloc family, forwarded to glibc's own entry points.
+// ---------------------------------------------------------------------------------------------------------
+#if defined(TOKENPRUNE_ALLOC_HOOK_MALLOC)
+extern "C" {
+void* __libc_malloc(std::size_t);
+void* __libc_calloc(std::size_t, std::size_t);
+void* __libc_realloc(void*, std::size_t);
+void* __libc_memalign(std::size_t, std::size_t);
+void __libc_free(void*);
+
+namespace {
+void count_malloc() {
+  if (g_counting.load(std::memory_order_relaxed)) g_malloc_calls.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace
+
+void* malloc(std::size_t size) {
+  count_malloc();
+  return __libc_malloc(size);
+}
+void* calloc(std::size_t count, std::size_t size) {
+  count_malloc();
+  return __libc_calloc(count, size);
+}
+void* realloc(void* p, std::size_t size) {
+  count_malloc();
+  return __libc_realloc(p, size);
+}
+void free(void* p) { __libc_free(p); }
+void* memalign(std::size_t alignment, std::size_t size) {
+  count_malloc();
+  return __libc_memalign(alignment, size);
+}
+void* aligned_alloc(std::size_t alignment, std::size_t size) {
+  count_malloc();
+  return __libc_memalign(alignment, size);
+}
+int posix_memalign(void** out, std::size_t alignment, std::size_t size) {
+  count_malloc();
+  if (alignment < sizeof(void*) || (alignment & (alignment - 1)) != 0) return EINVAL;
+  void* p = __libc_memalign(alignment, size);
+  if (p == nullptr && size != 0) return ENOMEM;
+  *out = p;
+  return 0;
+}
+}  // extern "C"
+#endif
+
+// ---------------------------------------------------------------------------------------------------------
+// Global operator new/delete, every variant (plain, array, nothrow, aligned, sized deletes).
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+void* plain_alloc(std::size_t size) {
+  count_new();
+  void* p = std::malloc(size == 0 ? 1 : size);
+  return p;
+}
+void* aligned_alloc_impl(std::size_t size, std::align_val_t alignment) {
+  count_new();
+  const auto a = std::max(static_cast<std::size_t>(alignment), sizeof(void*));
+  void* p = nullptr;
+  if (posix_memalign(&p, a, size == 0 ? 1 : size) != 0) return nullptr;
+  return p;
+}
+}  // namespace
+
+void* operator new(std::size_t size) {
+  if (void* p = plain_alloc(size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size) {
+  if (void* p = plain_alloc(size)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return plain_alloc(size); }
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return plain_alloc(size); }
+void* operator new(std::size_t size, std::align_val_t a) {
+  if (void* p = aligned_alloc_impl(size, a)) return p;
+  throw std::bad_alloc();
+}
+void* operator new[](std::size_t size, std::align_val_t a) {
+  if (void* p = aligned_alloc_impl(size, a)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return aligned_alloc_impl(size, a);
+}
+void* operator new[](std::size_t size, std::align_val_t a, const std::nothrow_t&) noexcept {
+  return aligned_alloc_impl(size, a);
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t, const std::nothrow_t&) noexcept { std::free(p); }
+
+namespace {
+
+namespace tp = tokenprune;
+using Index = tp::index_t;
+
+struct Allocations {
+  long news = 0, mallocs = 0;
+  [[nodiscard]] long total() const { return news + mallocs; }
+};
+
+// Counts the allocations made by f(), with Eigen's own heap allocations forbidden meanwhile. Nothing that
+// allocates (Catch's assertions, INFO) may run inside.
+template <class F>
+Allocations count_allocations(F&& f) {
+  g_new_calls = 0;
+  g_malloc_calls = 0;
+  Eigen::internal::set_is_malloc_allowed(false);
+  g_counting = true;
+  f();
+  g_counting = false;
+  Eigen::internal::set_is_malloc_allowed(true);
+  return {g_new_calls.load(), g_malloc_calls.load()};
+}
+
+template <class T>
+tp::RowMatrix<T> random_tokens(Index n, Index d, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  tp::RowMatrix<float> x(n, d);
+  for (Index i = 0; i < n; ++i)
+    for (Index j = 0; j < d; ++j) x(i, j) = normal(rng) + (i % 3 == 0 ? 2.0f : 0.0f);
+  return x.cast<T>();
+}
+
+std::vector<float> random_maps(Index heads, Index n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(0.0f, 1.0f);
+  std::vector<float> a(static_cast<std::size_t>(heads * n * n));
+  for (auto& v : a) v = u(rng);
+  return a;
+}
+
+tp::PruneInputs with_features(const tp::TokenMatrix& x) {
+  tp::PruneInputs in;
+  in.features = x;
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("alloc: the counters are really hooked", "[alloc]") {
+  SECTION("operator new") {
+    const Allocations a = count_allocations([] {
+      std::vector<int> v(100);
+      v[3] = 1;
+    });
+    CHECK(a.news >= 1);
+  }
+  SECTION("aligned operator new") {
+    struct alignas(64) Wide {
+      float x[16];
+    };
+    const Allocations a = count_allocations([] {
+      Wide* volatile p = new Wide{};  // volatile: the compiler may not elide the new/delete pair
+      delete p;
+    });
+    CHECK(a.news == 1);
+  }
+#if defined(TOKENPRUNE_ALLOC_HOOK_MALLOC)
+  SECTION("malloc family") {
+    const Allocations a = count_allocations([] {
+      void* volatile p = std::malloc(32);
+      std::free(p);
+      void* q = nullptr;
+      if (posix_memalign(&q, 64, 128) == 0) std::free(q);
+    });
+    CHECK(a.mallocs == 2);
+  }
+  SECTION("Eigen's own heap allocations reach the counter") {
+    // While counting, Eigen's allocations are also forbidden (an assertion in builds without NDEBUG, which
+    // cannot be caught): allow them here, to see that the malloc counter would catch them anyway.
+    const Allocations a = count_allocations([] {
+      Eigen::internal::set_is_malloc_allowed(true);
+      Eigen::VectorXf v(64);
+      v.setZero();
+    });
+    CHECK(a.mallocs >= 1);
+  }
+#endif
+}
+
+TEST_CASE("alloc: GPrune allocates nothing after reserve", "[alloc]") {
+  const Index n = 300, d = 64;
+  auto run = [&]<class T>(T) {
+    const tp::RowMatrix<T> warm = random_tokens<T>(n, d, 1), same = random_tokens<T>(n, d, 2),
+                           smaller = random_tokens<T>(n - 100, d, 3);
+    tp::GPrune pruner;
+    pruner.reserve(n, d);
+    const tp::PruneInputs first = with_features(warm), second = with_features(same), third = with_features(smaller);
+    std::size_t kept_first = 0, kept_second = 0, kept_third = 0;
+    // SPEC 3 asks for no allocation from the first call after reserve() on.
+    const Allocations a0 = count_allocations([&] { kept_first = pruner.prune(first, tp::Budget::ratio(0.25)).size(); });
+    const Allocations a1 = count_allocations([&] { kept_second = pruner.prune(second, tp::Budget::ratio(0.25)).size(); });
+    const Allocations a2 = count_allocations([&] { kept_third = pruner.prune(third, tp::Budget::count(17)).size(); });
+    CHECK(a0.total() == 0);
+    CHECK(a1.news == 0);
+    CHECK(a1.mallocs == 0);
+    CHECK(a2.total() == 0);
+    CHECK(kept_first == 75);
+    CHECK(kept_second == 75);
+    CHECK(kept_third == 17);
+  };
+  SECTION("fp32") { run(float{}); }
+  SECTION("fp16") { run(Eigen::half{}); }
+  SECTION("bf16") { run(Eigen::bfloat16{}); }
+}
+
+TEST_CASE("alloc: FoPru allocates nothing after reserve", "[alloc]") {
+  const Index heads = 4, n = 256, small = 196;  // 16 x 16 and 14 x 14 grids
+  const std::vector<float> warm = random_maps(heads, n, 4), same = random_maps(heads, n, 5),
+                           smaller = random_maps(heads, small, 6);
+  for (auto strategy : {tp::FoPruStrategy::rank, tp::FoPruStrategy::row}) {
+    tp::FoPru pruner(tp::FoPruConfig{strategy});
+    pruner.reserve(n, 0);
+    tp::PruneInputs a, b, c, sig;
+    a.attention = tp::AttentionMaps(warm.data(), heads, n);
+    b.attention = tp::AttentionMaps(same.data(), heads, n);
+    c.attention = tp::AttentionMaps(smaller.data(), heads, small);
+    sig.significance = std::span<const float>(same.data(), static_cast<std::size_t>(n));
+    std::size_t k0 = 0, k1 = 0, k2 = 0, k3 = 0;
+    const Allocations a0 = count_allocations([&] { k0 = pruner.prune(a, tp::Budget::ratio(0.5)).size(); });
+    const Allocations a1 = count_allocations([&] { k1 = pruner.prune(b, tp::Budget::ratio(0.5)).size(); });
+    const Allocations a2 = count_allocations([&] { k2 = pruner.prune(c, tp::Budget::count(30)).size(); });
+    const Allocations a3 = count_allocations([&] { k3 = pruner.prune(sig, tp::Budget::count(40)).size(); });
+    INFO("strategy " << int(strategy));
+    CHECK(a0.total() == 0);
+    CHECK(a1.total() == 0);
+    CHECK(a2.total() == 0);
+    CHECK(a3.total() == 0);
+    CHECK(k0 == 128);
+    CHECK(k1 == 128);
+    CHECK(k2 == (strategy == tp::FoPruStrategy::rank ? 30u : 28u));
+    CHECK(k3 == (strategy == tp::FoPruStrategy::rank ? 40u : 32u));
+  }
+}
+
+TEST_CASE("alloc: Segmented<GPrune> with the LLaVA-NeXT layout allocates nothing after reserve", "[alloc]") {
+  const Index d = 32;
+  tp::LlavaNextLayout layout(4, 5, 0.5, 36);  // 36 + 4 * (5 + 1) = 60 tokens
+  tp::LlavaNextLayout small_layout(3, 4, 0.5, 25);  // 25 + 3 * 5 = 40 tokens
+  const Index n = layout.n_tokens();
+  const auto warm = random_tokens<Eigen::half>(n, d, 7), same = random_tokens<Eigen::half>(n, d, 8);
+  const auto smaller = random_tokens<Eigen::half>(small_layout.n_tokens(), d, 9);
+  tp::Segmented<tp::GPrune> pruner;
+  pruner.reserve(n, d);
+  const tp::PruneInputs a = with_features(warm), b = with_features(same), c = with_features(smaller);
+  std::size_t k0 = 0, k1 = 0, k2 = 0;
+  const Allocations a0 = count_allocations([&] { k0 = pruner.prune(a, layout).size(); });
+  const Allocations a1 = count_allocations([&] { k1 = pruner.prune(b, layout).size(); });
+  const Allocations a2 = count_allocations([&] { k2 = pruner.prune(c, small_layout).size(); });
+  CHECK(a0.total() == 0);
+  CHECK(a1.total() == 0);
+  CHECK(a2.total() == 0);
+  CHECK(k0 == 18 + 10 + 4);
+  CHECK(k1 == 18 + 10 + 4);
+  CHECK(k2 == 12 + 6 + 3);
+}

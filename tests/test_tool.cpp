@@ -1,0 +1,731 @@
+// The command-line tool (tools/tokenprune.cpp), run as a subprocess the way scripts use it: reference cases
+// through `prune --out` and `check`, the JSON report, every usage/input error (exit 2, one stderr line naming
+// the argument, no output file), malformed .npy files, and a deterministic mutation loop over a valid file
+// (every run must end by itself with status 0 or 2: never a signal, never another status).
+
+#include "catch.hpp"
+
+#include <tokenprune/io/npy.hpp>
+#include <tokenprune/tokenprune.hpp>
+
+#include <nlohmann/json.hpp>
+
+#if defined(TOKENPRUNE_TOOL_PATH)
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern char** environ;
+
+namespace {
+
+namespace fs = std::filesystem;
+using tokenprune::index_t;
+
+// ---------------------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------------------
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    static int counter = 0;
+    path = fs::temp_directory_path() /
+           ("tokenprune_tool_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + "_" +
+            std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()));
+    fs::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+std::string slurp(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+void write_file(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+struct RunResult {
+  bool exited = false;     // ended by itself with an exit status
+  int status = -1;         // its exit status
+  int signal = 0;          // the signal that ended it, if any
+  bool timed_out = false;  // killed by us
+  std::string out, err;
+
+  [[nodiscard]] std::string describe() const {
+    std::ostringstream text;
+    if (timed_out) text << "TIMED OUT; ";
+    if (exited) text << "exit " << status;
+    else text << "signal " << signal << " (" << strsignal(signal) << ")";
+    text << "\n--- stdout ---\n" << out << "--- stderr ---\n" << err;
+    return text.str();
+  }
+  [[nodiscard]] std::size_t err_lines() const { return static_cast<std::size_t>(std::count(err.begin(), err.end(), '\n')); }
+};
+
+// Runs the tool with `args`, stdout and stderr redirected to files, stdin from /dev/null.
+RunResult run_tool(const std::vector<std::string>& args, double timeout_seconds = 300.0) {
+  TempDir io;
+  const std::string out_path = io.file("stdout"), err_path = io.file("stderr");
+  std::vector<std::string> storage{TOKENPRUNE_TOOL_PATH};
+  storage.insert(storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (std::string& s : storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  RunResult result;
+  if (spawned != 0) {
+    result.err = std::string("posix_spawn failed: ") + std::strerror(spawned);
+    return result;
+  }
+
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+  auto pause = std::chrono::microseconds(100);
+  int wstatus = 0;
+  for (;;) {
+    const pid_t done = ::waitpid(pid, &wstatus, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) {
+      result.err = std::string("waitpid failed: ") + std::strerror(errno);
+      return result;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, &wstatus, 0);
+      result.timed_out = true;
+      break;
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min(pause * 2, std::chrono::microseconds(5000));
+  }
+  result.exited = WIFEXITED(wstatus);
+  if (result.exited) result.status = WEXITSTATUS(wstatus);
+  if (WIFSIGNALED(wstatus)) result.signal = WTERMSIG(wstatus);
+  result.out = slurp(out_path);
+  result.err = slurp(err_path);
+  return result;
+}
+
+std::vector<index_t> read_indices(const fs::path& path) {
+  const tokenprune::io::NpyArray a = tokenprune::io::read_npy(path.string());
+  REQUIRE(a.type == tokenprune::io::NpyType::i64);
+  REQUIRE(a.shape.size() == 1);
+  const auto values = a.values<std::int64_t>();
+  return {values.begin(), values.end()};
+}
+
+bool strictly_ascending(const std::vector<index_t>& v) {
+  return std::adjacent_find(v.begin(), v.end(), [](index_t a, index_t b) { return a >= b; }) == v.end();
+}
+
+// An .npy 1.0 image with any header values, so that the test can write what numpy never would.
+std::string npy_image(const std::string& descr, bool fortran, const std::string& shape, const std::string& payload) {
+  std::string header = "{'descr': '" + descr + "', 'fortran_order': " + (fortran ? "True" : "False") +
+                       ", 'shape': " + shape + ", }";
+  header.append((64 - (10 + header.size() + 1) % 64) % 64, ' ');
+  header += '\n';
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out += static_cast<char>(header.size() & 0xff);
+  out += static_cast<char>(header.size() >> 8);
+  return out + header + payload;
+}
+
+template <class T>
+std::string as_payload(const std::vector<T>& values) {
+  return {reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T)};
+}
+
+std::vector<fs::path> case_dirs(const fs::path& root) {
+  std::vector<fs::path> cases;
+  if (!fs::is_directory(root)) return cases;
+  for (const auto& entry : fs::directory_iterator(root))
+    if (fs::exists(entry.path() / "case.json")) cases.push_back(entry.path());
+  std::sort(cases.begin(), cases.end());
+  return cases;
+}
+
+// `prune` arguments equivalent to a reference case's case.json.
+std::vector<std::string> prune_args(const fs::path& dir) {
+  std::ifstream file(dir / "case.json");
+  const nlohmann::json spec = nlohmann::json::parse(file);
+  const std::string method = spec.at("method");
+  std::vector<std::string> args{"prune", "--method", method};
+  const auto number = [](const nlohmann::json& v) {
+    std::ostringstream text;
+    text.precision(17);
+    text << v.get<double>();
+    return text.str();
+  };
+  if (spec.contains("keep")) args.insert(args.end(), {"--keep", std::to_string(spec.at("keep").get<index_t>())});
+  if (spec.contains("ratio")) args.insert(args.end(), {"--ratio", number(spec.at("ratio"))});
+  const auto grid = [&] {
+    return std::to_string(spec.at("grid_rows").get<index_t>()) + "x" + std::to_string(spec.at("grid_cols").get<index_t>());
+  };
+  if (method == "gprune") {
+    args.insert(args.end(), {"--features", (dir / "features.npy").string()});
+    const std::string layout = spec.value("layout", "flat");
+    args.insert(args.end(), {"--layout", layout});
+    if (layout == "llava-next") args.insert(args.end(), {"--grid", grid()});
+    args.insert(args.end(), {"--threshold", number(spec.at("threshold")), "--temperature", number(spec.at("temperature")),
+                             "--iterations", std::to_string(spec.at("iterations").get<int>())});
+  } else {
+    args.insert(args.end(), {"--attention", (dir / "attention.npy").string()});
+    if (method == "fopru-row" && spec.contains("grid_rows")) args.insert(args.end(), {"--grid", grid()});
+  }
+  return args;
+}
+
+// Runs every case below `root` through `prune --out` and compares the file with expected_keep.npy.
+void run_cases_through_prune(const fs::path& root, std::size_t minimum) {
+  const std::vector<fs::path> cases = case_dirs(root);
+  REQUIRE(cases.size() >= minimum);
+  TempDir tmp;
+  std::size_t matched = 0;
+  for (const fs::path& dir : cases) {
+    INFO("case " << dir.filename().string());
+    const std::string out = tmp.file(dir.filename().string() + ".npy");
+    std::vector<std::string> args = prune_args(dir);
+    args.insert(args.end(), {"--out", out});
+    const RunResult r = run_tool(args);
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    REQUIRE(r.err.empty());
+    const std::vector<index_t> kept = read_indices(out);
+    const std::vector<index_t> expected = read_indices(dir / "expected_keep.npy");
+    CHECK(kept == expected);
+    if (kept == expected) ++matched;
+  }
+  CHECK(matched == cases.size());
+}
+
+bool in_ci() {
+  const char* ci = std::getenv("CI");
+  return ci != nullptr && std::string(ci) == "true";
+}
+
+const fs::path kBundled = fs::path(TOKENPRUNE_TEST_DATA_DIR) / "reference";
+const fs::path kSmallFeatures = kBundled / "gprune_flat_16x8_image_k4" / "features.npy";   // [16, 8] float32, k = 4
+const fs::path kSmallAttention = kBundled / "fopru_rank_probs_h1_n16_k4" / "attention.npy";  // [1, 16, 16] float32
+
+// Exit 2, exactly one stderr line starting "tokenprune: " that mentions `mention`, nothing on stdout.
+void require_usage_error(const RunResult& r, const std::string& mention) {
+  INFO(r.describe());
+  REQUIRE(r.exited);
+  REQUIRE(r.status == 2);
+  REQUIRE(r.err_lines() == 1);
+  REQUIRE(r.err.back() == '\n');
+  CHECK(r.err.rfind("tokenprune: ", 0) == 0);
+  CHECK(r.err.find(mention) != std::string::npos);
+  CHECK(r.out.empty());
+}
+
+// Float32 bits -> float16 bits (round to nearest even), through Eigen.
+std::vector<std::uint16_t> to_half_bits(std::span<const float> values) {
+  std::vector<std::uint16_t> bits;
+  for (float v : values) bits.push_back(Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(v)));
+  return bits;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------------------
+// (a) reference cases through `prune --out`
+// ---------------------------------------------------------------------------------------------------------
+TEST_CASE("tool: bundled reference cases through prune --out", "[tool]") {
+  run_cases_through_prune(kBundled, 40);
+}
+
+TEST_CASE("tool: shared reference cases through prune --out", "[tool][shared]") {
+  const fs::path root = TOKENPRUNE_SHARED_FIXTURES_DIR;
+  if (!fs::is_directory(root)) {
+    REQUIRE_FALSE(in_ci());
+    WARN("no shared fixtures at " << root.string() << "; only the bundled cases ran through the tool");
+    return;
+  }
+  run_cases_through_prune(root, 82);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (b) check
+// ---------------------------------------------------------------------------------------------------------
+TEST_CASE("tool: check passes on the bundled cases", "[tool]") {
+  const std::size_t n = case_dirs(kBundled).size();
+  const RunResult r = run_tool({"check", kBundled.string(), "--repeat", "1"});
+  INFO(r.describe());
+  REQUIRE(r.exited);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+  const std::string summary = "check: " + std::to_string(n) + " passed, 0 failed\n";
+  REQUIRE(r.out.size() >= summary.size());
+  CHECK(r.out.substr(r.out.size() - summary.size()) == summary);
+  // One line per case (plus the header and the summary), each saying yes.
+  CHECK(static_cast<std::size_t>(std::count(r.out.begin(), r.out.end(), '\n')) == n + 2);
+  for (const fs::path& dir : case_dirs(kBundled)) CHECK(r.out.find(dir.filename().string()) != std::string::npos);
+  CHECK(r.out.find(" NO ") == std::string::npos);
+}
+
+TEST_CASE("tool: check passes on the shared cases", "[tool][shared]") {
+  const fs::path root = TOKENPRUNE_SHARED_FIXTURES_DIR;
+  if (!fs::is_directory(root)) {
+    REQUIRE_FALSE(in_ci());
+    return;
+  }
+  const std::size_t n = case_dirs(root).size();
+  const RunResult r = run_tool({"check", root.string(), "--repeat", "1"});
+  INFO(r.describe());
+  REQUIRE(r.exited);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("check: " + std::to_string(n) + " passed, 0 failed\n") != std::string::npos);
+}
+
+TEST_CASE("tool: check reports a mismatch with exit 1 and bad cases with exit 2", "[tool]") {
+  TempDir tmp;
+  const fs::path source = kBundled / "gprune_flat_16x8_image_k4";
+  const fs::path bad = tmp.path / "cases" / "altered";
+  fs::create_directories(bad);
+  for (const char* name : {"case.json", "features.npy"}) fs::copy_file(source / name, bad / name);
+  const std::vector<std::int64_t> wrong{0, 1, 2, 3};
+  tokenprune::io::write_npy_int64((bad / "expected_keep.npy").string(), wrong);
+
+  SECTION("a case folder directly") {
+    const RunResult r = run_tool({"check", bad.string()});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    CHECK(r.status == 1);
+    CHECK(r.out.find(" NO ") != std::string::npos);
+    CHECK(r.out.find("check: 0 passed, 1 failed\n") != std::string::npos);
+  }
+  SECTION("a folder of cases, together with a good one") {
+    const RunResult r = run_tool({"check", (tmp.path / "cases").string(), source.string()});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("check: 1 passed, 1 failed\n") != std::string::npos);
+  }
+  SECTION("a broken case is bad input") {
+    fs::remove(bad / "features.npy");
+    const RunResult r = run_tool({"check", bad.string()});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    CHECK(r.status == 2);
+    CHECK(r.err_lines() == 1);
+    CHECK(r.err.find("features.npy") != std::string::npos);
+    CHECK(r.out.find("check: 0 passed, 1 failed\n") != std::string::npos);
+  }
+  SECTION("missing or empty folders") {
+    require_usage_error(run_tool({"check", (tmp.path / "nowhere").string()}), "nowhere");
+    fs::create_directories(tmp.path / "empty");
+    require_usage_error(run_tool({"check", (tmp.path / "empty").string()}), "empty");
+    require_usage_error(run_tool({"check", kBundled.string(), "--repeat", "0"}), "--repeat");
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (c) --report json and the human summary
+// ---------------------------------------------------------------------------------------------------------
+TEST_CASE("tool: --report json is one parseable object", "[tool]") {
+  const fs::path dir = kBundled / "gprune_flat_144x64_image_k36";
+  std::vector<std::string> args = prune_args(dir);
+  args.insert(args.end(), {"--repeat", "3", "--report", "json"});
+  const RunResult r = run_tool(args);
+  INFO(r.describe());
+  REQUIRE(r.exited);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+  CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 1);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  REQUIRE(j.is_object());
+  CHECK(j.at("method") == "gprune");
+  CHECK(j.at("n_tokens") == 144);
+  CHECK(j.at("kept") == 36);
+  CHECK(j.at("repeat") == 3);
+  REQUIRE(j.at("select_ms").is_number());
+  CHECK(j.at("select_ms").get<double>() >= 0.0);
+  CHECK(j.at("select_ms_min").get<double>() <= j.at("select_ms").get<double>());
+  CHECK(j.at("kept_indices").get<std::vector<index_t>>() == read_indices(dir / "expected_keep.npy"));
+
+  const fs::path fopru = kBundled / "fopru_row_probs_h4_n64_k32";
+  std::vector<std::string> fargs = prune_args(fopru);
+  fargs.insert(fargs.end(), {"--report", "json"});
+  const RunResult f = run_tool(fargs);
+  INFO(f.describe());
+  REQUIRE(f.exited);
+  REQUIRE(f.status == 0);
+  const nlohmann::json fj = nlohmann::json::parse(f.out);
+  CHECK(fj.at("method") == "fopru-row");
+  CHECK(fj.at("n_tokens") == 64);
+  CHECK(fj.at("kept") == 32);
+  CHECK(fj.at("select_ms").is_number());
+  CHECK((fj.at("axis") == "received" || fj.at("axis") == "given"));
+}
+
+TEST_CASE("tool: human summary, --help and --version", "[tool]") {
+  const RunResult r = run_tool({"prune", "--method", "gprune", "--features", kSmallFeatures.string(), "--keep", "4"});
+  INFO(r.describe());
+  REQUIRE(r.exited);
+  REQUIRE(r.status == 0);
+  CHECK(r.err.empty());
+  for (const char* word : {"gprune", "n_tokens", "16", "kept", "ms", "4 9 10 11"}) CHECK(r.out.find(word) != std::string::npos);
+
+  for (const std::vector<std::string>& help : {std::vector<std::string>{"--help"}, {"prune", "--help"}, {"check", "--help"}}) {
+    const RunResult h = run_tool(help);
+    INFO(h.describe());
+    REQUIRE(h.exited);
+    CHECK(h.status == 0);
+    CHECK(h.out.find("Usage") != std::string::npos);
+  }
+  const RunResult v = run_tool({"--version"});
+  REQUIRE(v.exited);
+  CHECK(v.status == 0);
+  CHECK(v.out.find("tokenprune 0.") == 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (d) every usage and input error: exit 2, one line naming the argument, no --out file
+// ---------------------------------------------------------------------------------------------------------
+TEST_CASE("tool: usage and input errors exit 2 with one line and no output file", "[tool]") {
+  TempDir tmp;
+  const std::string F = kSmallFeatures.string(), A = kSmallAttention.string();
+  const std::string R = (kBundled / "fopru_row_probs_h1_n16_k4" / "attention.npy").string();
+
+  // Inputs with a defect the tool must name.
+  const tokenprune::io::NpyArray features = tokenprune::io::read_npy(F);
+  std::vector<float> values(features.values<float>().begin(), features.values<float>().end());
+  std::vector<float> with_nan = values;
+  with_nan[21] = std::numeric_limits<float>::quiet_NaN();
+  write_file(tmp.path / "nan_features.npy", npy_image("<f4", false, "(16, 8)", as_payload(with_nan)));
+  std::vector<float> with_inf = values;
+  with_inf[3] = std::numeric_limits<float>::infinity();
+  write_file(tmp.path / "inf_features.npy", npy_image("<f4", false, "(16, 8)", as_payload(with_inf)));
+  std::vector<std::uint16_t> half_nan = to_half_bits(values);
+  half_nan[7] = 0x7e00;
+  write_file(tmp.path / "nan_half.npy", npy_image("<f2", false, "(16, 8)", as_payload(half_nan)));
+  write_file(tmp.path / "flat.npy", npy_image("<f4", false, "(128,)", as_payload(values)));
+  write_file(tmp.path / "three_d.npy", npy_image("<f4", false, "(2, 8, 8)", as_payload(values)));
+  write_file(tmp.path / "int64.npy", npy_image("<i8", false, "(8, 8)", as_payload(std::vector<std::int64_t>(64, 1))));
+  write_file(tmp.path / "zero_dim.npy", npy_image("<f4", false, "(16, 0)", ""));
+  const tokenprune::io::NpyArray attention = tokenprune::io::read_npy(A);
+  std::vector<float> maps(attention.values<float>().begin(), attention.values<float>().end());
+  write_file(tmp.path / "attn_2d.npy", npy_image("<f4", false, "(16, 16)", as_payload(maps)));
+  write_file(tmp.path / "attn_nonsquare.npy", npy_image("<f4", false, "(2, 8, 16)", as_payload(maps)));
+  write_file(tmp.path / "attn_no_heads.npy", npy_image("<f4", false, "(0, 16, 16)", ""));
+  std::vector<float> maps_nan = maps;
+  maps_nan[37] = std::numeric_limits<float>::quiet_NaN();
+  write_file(tmp.path / "attn_nan.npy", npy_image("<f4", false, "(1, 16, 16)", as_payload(maps_nan)));
+  write_file(tmp.path / "attn_n15.npy",
+             npy_image("<f4", false, "(1, 15, 15)", as_payload(std::vector<float>(maps.begin(), maps.begin() + 225))));
+  fs::create_directories(tmp.path / "a_directory.npy");
+
+  const std::string T = tmp.path.string() + "/";
+  struct ErrorCase {
+    std::string what;
+    std::vector<std::string> args;
+    std::string mention;
+  };
+  const std::vector<ErrorCase> cases = {
+      {"no subcommand", {}, "subcommand"},
+      {"unknown subcommand", {"frobnicate"}, "frobnicate"},
+      {"unknown option", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--bogus"}, "--bogus"},
+      {"option without value", {"prune", "--method", "gprune", "--features", F, "--keep"}, "--keep"},
+      {"non-numeric keep", {"prune", "--method", "gprune", "--features", F, "--keep", "abc"}, "--keep"},
+      {"non-numeric ratio", {"prune", "--method", "gprune", "--features", F, "--ratio", "half"}, "--ratio"},
+      {"missing method", {"prune", "--features", F, "--keep", "4"}, "--method"},
+      {"unknown method", {"prune", "--method", "dart", "--features", F, "--keep", "4"}, "--method"},
+      {"missing features", {"prune", "--method", "gprune", "--keep", "4"}, "--features"},
+      {"missing attention (rank)", {"prune", "--method", "fopru-rank", "--keep", "4"}, "--attention"},
+      {"missing attention (row)", {"prune", "--method", "fopru-row", "--keep", "4"}, "--attention"},
+      {"features for fopru", {"prune", "--method", "fopru-rank", "--attention", A, "--features", F, "--keep", "4"}, "--features"},
+      {"both keep and ratio", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--ratio", "0.5"}, "--ratio"},
+      {"neither keep nor ratio", {"prune", "--method", "gprune", "--features", F}, "--keep"},
+      {"keep above n", {"prune", "--method", "gprune", "--features", F, "--keep", "700"}, "--keep = 700: must be in [0, n_tokens] = [0, 16]"},
+      {"keep above n (fopru)", {"prune", "--method", "fopru-rank", "--attention", A, "--keep", "17"}, "--keep = 17"},
+      {"keep overflow", {"prune", "--method", "gprune", "--features", F, "--keep", "99999999999999999999999"}, "--keep = 99999999999999999999999"},
+      {"duplicate keep", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--keep", "5"}, "--keep"},
+      {"negative keep", {"prune", "--method", "gprune", "--features", F, "--keep", "-1"}, "--keep"},
+      {"ratio above 1", {"prune", "--method", "gprune", "--features", F, "--ratio", "1.5"}, "--ratio"},
+      {"ratio NaN", {"prune", "--method", "gprune", "--features", F, "--ratio", "nan"}, "--ratio"},
+      {"grid 3x", {"prune", "--method", "fopru-row", "--attention", R, "--keep", "4", "--grid", "3x"}, "--grid"},
+      {"grid 0x5", {"prune", "--method", "fopru-row", "--attention", R, "--keep", "4", "--grid", "0x5"}, "--grid"},
+      {"grid axb", {"prune", "--method", "fopru-row", "--attention", R, "--keep", "4", "--grid", "axb"}, "--grid"},
+      {"grid -4x-4", {"prune", "--method", "fopru-row", "--attention", R, "--keep", "4", "--grid=-4x-4"}, "--grid"},
+      {"grid huge", {"prune", "--method", "fopru-row", "--attention", R, "--keep", "4", "--grid", "99999999999x2"}, "--grid"},
+      {"grid not n", {"prune", "--method", "fopru-row", "--attention", R, "--keep", "4", "--grid", "3x5"}, "--grid"},
+      {"grid for rank", {"prune", "--method", "fopru-rank", "--attention", A, "--keep", "4", "--grid", "4x4"}, "--grid"},
+      {"grid for flat", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--grid", "4x4"}, "--grid"},
+      {"llava-next with keep", {"prune", "--method", "gprune", "--features", F, "--layout", "llava-next", "--keep", "4", "--grid", "2x3"}, "--ratio"},
+      {"llava-next without grid", {"prune", "--method", "gprune", "--features", F, "--layout", "llava-next", "--ratio", "0.5"}, "--grid"},
+      {"llava-next wrong n", {"prune", "--method", "gprune", "--features", F, "--layout", "llava-next", "--ratio", "0.5", "--grid", "2x3"}, "584"},
+      {"unknown layout", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--layout", "anyres"}, "--layout"},
+      {"layout for fopru", {"prune", "--method", "fopru-rank", "--attention", A, "--keep", "4", "--layout", "flat"}, "--layout"},
+      {"unknown axis", {"prune", "--method", "fopru-rank", "--attention", A, "--keep", "4", "--axis", "both"}, "--axis"},
+      {"axis for gprune", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--axis", "given"}, "--axis"},
+      {"threshold 0", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--threshold", "0"}, "--threshold"},
+      {"temperature -1", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--temperature", "-1"}, "--temperature"},
+      {"iterations -1", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--iterations", "-1"}, "--iterations"},
+      {"threshold for fopru", {"prune", "--method", "fopru-rank", "--attention", A, "--keep", "4", "--threshold", "0.5"}, "--threshold"},
+      {"repeat 0", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--repeat", "0"}, "--repeat"},
+      {"repeat -3", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--repeat", "-3"}, "--repeat"},
+      {"report xml", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--report", "xml"}, "--report"},
+      {"features missing file", {"prune", "--method", "gprune", "--features", T + "nope.npy", "--keep", "4"}, "--features"},
+      {"features is a directory", {"prune", "--method", "gprune", "--features", T + "a_directory.npy", "--keep", "4"}, "--features"},
+      {"features 1-D", {"prune", "--method", "gprune", "--features", T + "flat.npy", "--keep", "4"}, "--features"},
+      {"features 3-D", {"prune", "--method", "gprune", "--features", T + "three_d.npy", "--keep", "4"}, "--features"},
+      {"features int64", {"prune", "--method", "gprune", "--features", T + "int64.npy", "--keep", "4"}, "--features"},
+      {"features dim 0", {"prune", "--method", "gprune", "--features", T + "zero_dim.npy", "--keep", "4"}, "--features"},
+      {"features NaN", {"prune", "--method", "gprune", "--features", T + "nan_features.npy", "--keep", "4"}, "--features[2,5]"},
+      {"features Inf", {"prune", "--method", "gprune", "--features", T + "inf_features.npy", "--keep", "4"}, "--features[0,3]"},
+      {"features float16 NaN", {"prune", "--method", "gprune", "--features", T + "nan_half.npy", "--keep", "4"}, "--features[0,7]"},
+      {"attention 2-D", {"prune", "--method", "fopru-rank", "--attention", T + "attn_2d.npy", "--keep", "4"}, "--attention"},
+      {"attention not [heads, n, n]", {"prune", "--method", "fopru-rank", "--attention", T + "attn_nonsquare.npy", "--keep", "4"}, "--attention"},
+      {"attention zero heads", {"prune", "--method", "fopru-rank", "--attention", T + "attn_no_heads.npy", "--keep", "4"}, "--attention"},
+      {"attention NaN", {"prune", "--method", "fopru-rank", "--attention", T + "attn_nan.npy", "--keep", "4"}, "--attention[0,2,5]"},
+      {"attention is features", {"prune", "--method", "fopru-row", "--attention", F, "--keep", "4"}, "--attention"},
+      {"fopru-row, n = 15 and no grid", {"prune", "--method", "fopru-row", "--attention", T + "attn_n15.npy", "--keep", "4"}, "--grid"},
+  };
+  for (const ErrorCase& c : cases) {
+    INFO("error case: " << c.what);
+    const std::string out = T + "out.npy";
+    std::vector<std::string> args = c.args;
+    // (--out goes first so that it cannot become the value of a trailing option that lacks one.)
+    if (!args.empty() && args.front() == "prune") args.insert(args.begin() + 1, {"--out", out});
+    require_usage_error(run_tool(args), c.mention);
+    CHECK_FALSE(fs::exists(out));
+  }
+  // --out into a missing directory, and onto a directory.
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--out", T + "missing/out.npy"}),
+                      "--out");
+  CHECK_FALSE(fs::exists(tmp.path / "missing"));
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--out", T + "a_directory.npy"}),
+                      "--out");
+  // No temp files left behind by any of these runs.
+  for (const auto& entry : fs::directory_iterator(tmp.path))
+    CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (e) malformed and unusual .npy files
+// ---------------------------------------------------------------------------------------------------------
+TEST_CASE("tool: malformed npy files are rejected, Fortran order and float16 accepted", "[tool]") {
+  TempDir tmp;
+  const std::string original = slurp(kSmallFeatures);
+  const tokenprune::io::NpyArray features = tokenprune::io::read_npy(kSmallFeatures.string());
+  const std::vector<float> values(features.values<float>().begin(), features.values<float>().end());
+  const std::vector<index_t> expected = read_indices(kSmallFeatures.parent_path() / "expected_keep.npy");
+  const std::string out = tmp.file("out.npy");
+  const auto prune_features = [&](const std::string& path) {
+    return run_tool({"prune", "--method", "gprune", "--features", path, "--keep", "4", "--out", out});
+  };
+
+  SECTION("rejected") {
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"truncated.npy", original.substr(0, original.size() - 5)},
+        {"truncated_header.npy", original.substr(0, 40)},
+        {"empty.npy", ""},
+        {"huge_shape.npy", npy_image("<f4", false, "(100000000000, 100000000)", as_payload(values))},
+        {"huge_rows.npy", npy_image("<f4", false, "(100000000000, 8)", as_payload(values))},
+        {"float64.npy", npy_image("<f8", false, "(16, 4)", as_payload(values))},
+        {"big_endian.npy", npy_image(">f4", false, "(16, 8)", as_payload(values))},
+        {"bad_magic.npy", "\x93NUMPZ" + original.substr(6)},
+        {"text.npy", "this is not an npy file at all\n"},
+        {"trailing.npy", original + "xyz"},
+        {"negative_dim.npy", npy_image("<f4", false, "(-16, 8)", as_payload(values))},
+        {"bad_version.npy", original.substr(0, 6) + "\x07" + original.substr(7)},
+    };
+    for (const auto& [name, bytes] : bad) {
+      INFO("file " << name);
+      write_file(tmp.path / name, bytes);
+      const RunResult r = prune_features(tmp.file(name));
+      require_usage_error(r, "--features");
+      CHECK(r.err.find(name) != std::string::npos);
+      CHECK_FALSE(fs::exists(out));
+    }
+  }
+  SECTION("Fortran order gives the same answer") {
+    std::vector<float> column_major(values.size());
+    for (index_t i = 0; i < 16; ++i)
+      for (index_t j = 0; j < 8; ++j) column_major[static_cast<std::size_t>(j * 16 + i)] = values[static_cast<std::size_t>(i * 8 + j)];
+    write_file(tmp.path / "fortran.npy", npy_image("<f4", true, "(16, 8)", as_payload(column_major)));
+    const RunResult r = prune_features(tmp.file("fortran.npy"));
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    CHECK(read_indices(out) == expected);
+  }
+  SECTION("float16 features and attention are accepted") {
+    write_file(tmp.path / "half.npy", npy_image("<f2", false, "(16, 8)", as_payload(to_half_bits(values))));
+    const RunResult r = run_tool({"prune", "--method", "gprune", "--features", tmp.file("half.npy"), "--keep", "4",
+                                  "--out", out, "--report", "json"});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    CHECK(nlohmann::json::parse(r.out).at("dtype") == "float16");
+    const std::vector<index_t> kept = read_indices(out);
+    CHECK(kept.size() == 4);
+    CHECK(strictly_ascending(kept));
+
+    const tokenprune::io::NpyArray attention = tokenprune::io::read_npy(kSmallAttention.string());
+    const std::vector<float> maps(attention.values<float>().begin(), attention.values<float>().end());
+    write_file(tmp.path / "half_attention.npy", npy_image("<f2", false, "(1, 16, 16)", as_payload(to_half_bits(maps))));
+    const RunResult a = run_tool({"prune", "--method", "fopru-rank", "--attention", tmp.file("half_attention.npy"),
+                                  "--keep", "4", "--out", out, "--report", "json"});
+    INFO(a.describe());
+    REQUIRE(a.exited);
+    REQUIRE(a.status == 0);
+    CHECK(nlohmann::json::parse(a.out).at("kept") == 4);
+    CHECK(strictly_ascending(read_indices(out)));
+  }
+  SECTION("a file of zero tokens keeps zero tokens") {
+    write_file(tmp.path / "none.npy", npy_image("<f4", false, "(0, 8)", ""));
+    const RunResult r = run_tool({"prune", "--method", "gprune", "--features", tmp.file("none.npy"), "--keep", "0", "--out", out});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    CHECK(read_indices(out).empty());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (f) mutation loop: every run ends by itself with status 0 or 2
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+
+// Deterministic mutants of a valid .npy image (std::mt19937's sequence is fixed by the standard; no distributions).
+std::vector<std::string> mutants(const std::string& base, std::size_t count, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  const auto pick = [&rng](std::size_t m) { return m == 0 ? std::size_t{0} : static_cast<std::size_t>(rng() % m); };
+  const std::size_t header_end = 10 + (static_cast<unsigned char>(base[8]) | (static_cast<unsigned char>(base[9]) << 8));
+  const std::size_t shape_at = base.find("'shape': (");
+  using namespace std::string_literals;
+  const std::string special = "()[],:'\" \n\t\r-+.xLeE0123456789{}TF\x93\x00\xff"s;
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < count; ++i) {
+    std::string m = base;
+    switch (i % 6) {
+      case 0: {  // flip bits of 1-3 header bytes (magic, version, length, dict)
+        for (std::size_t f = 0, flips = 1 + pick(3); f < flips; ++f) m[pick(header_end)] ^= static_cast<char>(1 + pick(255));
+        break;
+      }
+      case 1: {  // flip bytes of the data (NaN, Inf, denormals, huge values)
+        for (std::size_t f = 0, flips = 1 + pick(8); f < flips; ++f)
+          m[header_end + pick(m.size() - header_end)] ^= static_cast<char>(1 + pick(255));
+        break;
+      }
+      case 2: {  // cut anywhere, or append junk
+        if (pick(4) == 0) m += std::string(1 + pick(64), static_cast<char>(pick(256)));
+        else m.resize(pick(m.size()));
+        break;
+      }
+      case 3: {  // shape digits: change, insert, delete
+        std::vector<std::size_t> digits;
+        for (std::size_t p = shape_at; p < header_end && m[p] != ')'; ++p)
+          if (m[p] >= '0' && m[p] <= '9') digits.push_back(p);
+        const std::size_t p = digits[pick(digits.size())];
+        switch (pick(4)) {
+          case 0: m[p] = static_cast<char>('0' + pick(10)); break;
+          case 1: m.insert(p, std::string(1 + pick(12), static_cast<char>('0' + pick(10)))); break;
+          case 2: m.erase(p, 1); break;
+          default: m[p] = '0'; break;
+        }
+        break;
+      }
+      case 4: {  // header text: one character replaced by something syntactically interesting
+        const std::size_t p = 10 + pick(header_end - 10);
+        m[p] = special[pick(special.size())];
+        break;
+      }
+      default: {  // the length field or the version, set to extreme or nearby values
+        const std::size_t p = 6 + pick(4);
+        const char values[] = {'\0', '\x01', '\x02', '\x03', '\x7f', '\x80', '\xff'};
+        m[p] = pick(2) ? values[pick(sizeof values)] : static_cast<char>(m[p] + (pick(2) ? 1 : -1));
+        break;
+      }
+    }
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+void run_mutants(const std::vector<std::string>& files, const std::vector<std::string>& tool_args_before_path,
+                 const std::vector<std::string>& tool_args_after_path, std::map<std::string, int>& seen) {
+  TempDir tmp;
+  const std::string input = tmp.file("mutant.npy"), out = tmp.file("out.npy");
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    write_file(input, files[i]);
+    std::error_code ignored;
+    fs::remove(out, ignored);
+    std::vector<std::string> args = tool_args_before_path;
+    args.push_back(input);
+    args.insert(args.end(), tool_args_after_path.begin(), tool_args_after_path.end());
+    args.insert(args.end(), {"--out", out});
+    const RunResult r = run_tool(args, 120.0);
+    INFO("mutant " << i << "\n" << r.describe());
+    REQUIRE(r.exited);  // never a signal, never a hang
+    REQUIRE((r.status == 0 || r.status == 2));
+    if (r.status == 0) {
+      REQUIRE(fs::exists(out));
+      CHECK(strictly_ascending(read_indices(out)));
+      ++seen["exit 0"];
+    } else {
+      CHECK(r.err_lines() == 1);
+      CHECK_FALSE(fs::exists(out));
+      ++seen["exit 2"];
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("tool: mutated npy inputs end with status 0 or 2", "[tool][mutation]") {
+  std::map<std::string, int> seen;
+  const std::vector<std::string> features = mutants(slurp(kSmallFeatures), 200, 20240601u);
+  run_mutants(features, {"prune", "--method", "gprune", "--features"}, {"--keep", "4"}, seen);
+  const std::vector<std::string> attention = mutants(slurp(kSmallAttention), 60, 7u);
+  run_mutants(attention, {"prune", "--method", "fopru-row", "--attention"}, {"--keep", "8"}, seen);
+  WARN("mutants: " << features.size() + attention.size() << " runs, " << seen["exit 0"] << " exit 0, " << seen["exit 2"]
+                   << " exit 2");
+  CHECK(seen["exit 0"] > 10);  // the loop exercised successful parses too, not only early rejections
+  CHECK(seen["exit 2"] > 100);
+}
+
+#else
+
+TEST_CASE("tool: not built", "[tool]") { WARN("TOKENPRUNE_TOOL_PATH is not defined: the command-line tool was not built"); }
+
+#endif
