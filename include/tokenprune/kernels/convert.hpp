@@ -6,6 +6,7 @@
 #include <tokenprune/core/views.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <span>
 #include <sstream>
 #include <string>
@@ -20,6 +21,17 @@ namespace detail {
 }
 }  // namespace detail
 
+// Widens n 16-bit values to fp32. bf16 is the top half of an fp32: a shift, written so that it vectorizes
+// (Eigen converts bf16 one element at a time).
+inline void widen(const Eigen::half* src, float* dst, index_t n) {
+  Eigen::Map<Eigen::ArrayXf>(dst, n) = Eigen::Map<const Eigen::Array<Eigen::half, Eigen::Dynamic, 1>>(src, n).template cast<float>();
+}
+inline void widen(const Eigen::bfloat16* src, float* dst, index_t n) {
+  const auto* bits = reinterpret_cast<const std::uint16_t*>(src);
+  auto* out = reinterpret_cast<std::uint32_t*>(dst);
+  for (index_t j = 0; j < n; ++j) out[j] = static_cast<std::uint32_t>(bits[j]) << 16;
+}
+
 // Copies token `row` of `x` into `out` (dim floats), widening 16-bit types; rejects NaN/Inf.
 template <Element T>
 inline void load_row(const ConstRowMap<T>& x, index_t row, float* out, const char* argument) {
@@ -27,7 +39,7 @@ inline void load_row(const ConstRowMap<T>& x, index_t row, float* out, const cha
   if constexpr (std::same_as<T, float>) {
     dst = x.row(row);
   } else {
-    dst = x.row(row).template cast<float>();
+    widen(x.row(row).data(), out, x.cols());
   }
   // allFinite() is vectorized; only the rare failing row pays for the element search.
   if (!dst.allFinite()) {

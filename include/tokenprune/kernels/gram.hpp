@@ -67,6 +67,7 @@ class GramWorkspace {
     const index_t d = unit.cols();
     if (n == 0) return;
     const index_t kc = depth_block(n, d);
+    threads_ = std::max(threads_, available_threads());  // without reserve(): grows here (and allocates)
     ensure(kc);
     const index_t panels = (n + kTile - 1) / kTile;
     auto run_tile = [&](index_t p, index_t q, int thread) {

@@ -49,7 +49,9 @@ class FoPru {
     if (dim > 0) query_keys_.reserve(max_tokens + 1, dim);  // + a CLS token
     const auto n = static_cast<std::size_t>(max_tokens);
     for (auto* v : {&received_, &given_, &row_score_}) v->reserve(n);
-    for (auto* v : {&scores_, &row_buffer_}) v->reserve(n);
+    accumulator_.reserve(n);
+    scores_.reserve(n);
+    row_buffer_.reserve(4 * n);
     order_.reserve(n);
     kept_.reserve(n);
   }
@@ -68,9 +70,9 @@ class FoPru {
     if (from_maps || from_query_keys) {
       if (from_maps) {
         visit_dtype(inputs.attention.dtype(),
-                    [&]<class T>(T) { kernels::attention_sums<T>(inputs.attention, received_, given_, row_buffer_); });
+                    [&]<class T>(T) { kernels::attention_sums<T>(inputs.attention, accumulator_, received_, given_, row_buffer_); });
       } else {
-        query_keys_.sums(inputs.query_keys, received_, given_);
+        query_keys_.sums(inputs.query_keys, accumulator_, received_, given_);
       }
       significance = choose_axis();
       const index_t heads = from_maps ? inputs.attention.heads() : inputs.query_keys.keys.heads();
@@ -137,7 +139,8 @@ class FoPru {
   void resize(index_t n) {
     const auto un = static_cast<std::size_t>(n);
     for (auto* v : {&received_, &given_, &row_score_}) v->resize(un);
-    for (auto* v : {&scores_, &row_buffer_}) v->resize(un);
+    scores_.resize(un);
+    row_buffer_.resize(4 * un);
     order_.resize(un);
     kept_.resize(un);
   }
@@ -145,6 +148,7 @@ class FoPru {
   FoPruConfig config_;
   FoPruAxis chosen_ = FoPruAxis::received;
   kernels::QueryKeyReducer query_keys_;
+  kernels::AttentionAccumulator accumulator_;
   std::vector<double> received_, given_, row_score_;
   std::vector<float> scores_, row_buffer_;
   std::vector<index_t> order_, kept_;
