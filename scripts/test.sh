@@ -4,8 +4,10 @@
 #   2. build/release                    Release build of tests, tool, examples, benchmarks; ctest
 #   3. build/sanitize                   ASan + UBSan (-O1 -g, asserts on) of tests and tool; ctest
 #   4. scripts/check-install.sh         install + find_package + add_subdirectory consumers
+#   5. ThreadSanitizer (concurrent instances), scripts/determinism.sh (-march levels x threads), scripts/fuzz.sh
 # Environment: JOBS (default 2), TOKENPRUNE_NATIVE=ON to add -march=native to tests/tools/benchmarks,
-#              SKIP_SANITIZE=1 to skip step 3 (local iteration only; CI runs everything).
+#              SKIP_SANITIZE=1 / SKIP_HARDENING=1 to skip step 3 / 5, FUZZ_SECONDS (default 60)
+#              (local iteration only; CI runs everything).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -19,12 +21,18 @@ banner() { printf '\n========== %s ==========\n' "$*"; }
 finish_step() { summary+=("$1: OK ($((SECONDS - $2)) s)"); }
 on_exit() {
   local rc=$?
+  local passed=0
   printf '\n========== summary ==========\n'
-  for line in "${summary[@]+"${summary[@]}"}"; do printf '  %s\n' "$line"; done
+  for line in "${summary[@]+"${summary[@]}"}"; do
+    printf '  %s\n' "$line"
+    [[ "$line" == *": OK ("* ]] && passed=$((passed + 1))
+  done
   if ((rc == 0)); then
     printf 'tokenprune test.sh: ALL PASSED in %d s\n' "$((SECONDS - started))"
+    printf 'stages: %d passed, 0 failed\n' "$passed"
   else
     printf 'tokenprune test.sh: FAILED (exit %d) after %d s\n' "$rc" "$((SECONDS - started))"
+    printf 'stages: %d passed, 1 failed\n' "$passed"
   fi
 }
 trap on_exit EXIT
@@ -80,3 +88,26 @@ banner "package: install + consumers"
 t=$SECONDS
 JOBS="$jobs" bash "$repo/scripts/check-install.sh"
 finish_step "install + consumers" $t
+
+if [[ "${SKIP_HARDENING:-0}" != "1" ]]; then
+  banner "threads: ThreadSanitizer on concurrent pruner instances"
+  t=$SECONDS
+  mkdir -p build/tsan
+  # No OpenMP here: libgomp is not instrumented and would report its own synchronization.
+  g++ -std=c++20 -O1 -g -fsanitize=thread -Iinclude -Itests -I/usr/include/eigen3 \
+    tests/main.cpp tests/test_concurrency.cpp -o build/tsan/concurrency
+  TSAN_OPTIONS="halt_on_error=1" build/tsan/concurrency
+  finish_step "ThreadSanitizer" $t
+
+  banner "determinism: instruction-set levels x OpenMP threads"
+  t=$SECONDS
+  JOBS="$jobs" bash "$repo/scripts/determinism.sh"
+  finish_step "determinism matrix" $t
+
+  banner "fuzzing: libFuzzer + ASan + UBSan, ${FUZZ_SECONDS:-60} s per target"
+  t=$SECONDS
+  FUZZ_SECONDS="${FUZZ_SECONDS:-60}" bash "$repo/scripts/fuzz.sh"
+  finish_step "fuzzing" $t
+else
+  summary+=("hardening (TSan, determinism matrix, fuzzing): SKIPPED (SKIP_HARDENING=1)")
+fi
