@@ -74,38 +74,7 @@ void normalize(benchmark::State& state, const std::string& name) {
   state.SetLabel(name + " " + dtype_tag<T>() + " n=" + std::to_string(n));
 }
 
-// kernels/graph.hpp's statistics and propagation are being extended with node multiplicities (identical tokens
-// merged into one node); these adapters call whichever signature the header has, with every multiplicity 1.
-template <class Stats>
-void add_row(Stats& stats, index_t i, const float* e, const std::vector<index_t>& multiplicity) {
-  if constexpr (requires { stats.add_row(i, kernels::DenseColumns{}, e, i + 1, std::span<const index_t>(multiplicity)); }) {
-    stats.add_row(i, kernels::DenseColumns{}, e, i + 1, std::span<const index_t>(multiplicity));
-  } else {
-    stats.add_row(i, kernels::DenseColumns{}, e, i + 1);
-  }
-}
-template <class Stats>
-void finish(Stats& stats, index_t n) {
-  if constexpr (requires { stats.finish(n, n); }) {
-    stats.finish(n, n);
-  } else {
-    stats.finish(n);
-  }
-}
-template <class Rows>
-void run_propagate(index_t n, Rows rows, const std::vector<double>& rowsum, const std::vector<index_t>& multiplicity,
-                   int iterations, std::vector<double>& v, std::vector<double>& share) {
-  const std::span<const double> sums(rowsum);
-  if constexpr (requires { kernels::propagate(n, n, rows, sums, std::span<const index_t>(multiplicity), iterations,
-                                              std::span<double>(v), std::span<double>(share)); }) {
-    kernels::propagate(n, n, rows, sums, std::span<const index_t>(multiplicity), iterations, std::span<double>(v),
-                       std::span<double>(share));
-  } else {
-    kernels::propagate(n, rows, sums, iterations, std::span<double>(v), std::span<double>(share));
-  }
-}
-
-// Dense E (lower triangle) of one graph built with the library's own kernels, then only propagate() is timed.
+// Dense E (whole rows: lower tiles mirrored, as GPrune stores it) of one graph built with the library's own kernels, then only propagate() is timed.
 void propagate(benchmark::State& state, const std::string& name, std::size_t graph) {
   const RowMatrix<float>& u = tb::unit_graphs(name)[graph];
   const index_t n = u.rows();
@@ -118,19 +87,21 @@ void propagate(benchmark::State& state, const std::string& name, std::size_t gra
   workspace.reserve(n, u.cols());
   workspace.lower_gram(
       view(u), n, true, [&](index_t i0) { return weights.data() + i0 * n; },
-      [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld) { rule.apply(tile, i0, j0, h, w, ld, norms); },
+      [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld) {
+        rule.apply(tile, i0, j0, h, w, ld, norms);
+        for (index_t a = 0; a < h; ++a)  // mirror, as GPrune does
+          for (index_t b = 0; b < (i0 == j0 ? a : w); ++b) weights[static_cast<std::size_t>((j0 + b) * n + i0 + a)] = tile[a * ld + b];
+      },
       [](index_t, index_t) {});
   // Every token its own node (no duplicate tokens in this data): multiplicity 1.
   const std::vector<index_t> multiplicity(un, 1);
+  auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights.data() + i * n, n); };
   kernels::NeighbourStats stats;
-  stats.reset(n);
-  for (index_t i = 0; i < n; ++i) add_row(stats, i, weights.data() + i * n, multiplicity);
-  finish(stats, n);
-  auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights.data() + i * n, i + 1); };
+  stats.compute(n, n, dense_row, multiplicity);
   constexpr int kIterations = 5;
   for (auto _ : state) {
     std::fill(v.begin(), v.end(), 1.0);
-    run_propagate(n, dense_row, stats.rowsum, multiplicity, kIterations, v, share);
+    kernels::propagate(n, n, dense_row, stats.rowsum, multiplicity, kIterations, v, share);
     benchmark::DoNotOptimize(v.data());
     benchmark::ClobberMemory();
   }

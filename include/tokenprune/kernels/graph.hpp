@@ -3,14 +3,17 @@
 //
 // With the softmax shift fixed at the largest possible logit 1/T (cosines never exceed 1, and s_ii = 1 for every
 // non-zero token), the unnormalized weights e_ij = exp(s_ij/T - 1/T) form a symmetric matrix E. So only the lower
-// triangle is computed and stored, and the row-stochastic P = diag(1/rowsum) E is never formed:
-// v P = E (v / rowsum) because E is symmetric. A row with no neighbour (a zero token) is uniform, 1/n.
+// triangle is computed (and mirrored while still in cache), and the row-stochastic P = diag(1/rowsum) E is never
+// formed: v P = E (v / rowsum) because E is symmetric. A row with no neighbour (a zero token) is uniform, 1/n.
+// Every pass over E then works on whole rows, independently: each row is one dot product in a fixed order, so
+// rows can go to any thread and dense and sparse storage give bitwise equal results.
 // The logit is s_ij / T (a division, as in the reference) minus fl(1/T), the reference's row maximum.
 //
 // Two storages of the lower triangle of E: dense (n x n floats, fastest, for n up to a few thousand) and sparse
 // (compressed rows holding only the edges, filled one row panel at a time, for video-scale n).
 
 #include <tokenprune/core/types.hpp>
+#include <tokenprune/kernels/parallel.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -18,6 +21,7 @@
 #include <span>
 #include <type_traits>
 #include <vector>
+
 
 namespace tokenprune::kernels {
 
@@ -46,55 +50,83 @@ struct EdgeRule {
   }
 };
 
-// rowsum_i = sum_j m_j e_ij and degree_i = sum_j m_j [e_ij > 0] of the symmetric E given by its lower triangle,
-// where node j stands for m_j identical tokens (m_j = 1 without duplicates; multiplying by 1 is exact). Each
-// row is accumulated in ascending j (row part, then column part), in double. Nodes without any neighbour get
-// degree n_tokens (their row of P is uniform over all tokens).
+// a * b + c with one rounding where the target has a fused multiply-add, two where it has none. Spelled out
+// because compilers contract a * b + c differently in differently vectorized loops, which would make the dense
+// and the sparse path round differently.
+inline double multiply_add(double a, double b, double c) noexcept {
+#if defined(FP_FAST_FMA)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
+// Column accessor of a dense row: the t-th stored entry is column t.
+struct DenseColumns {
+  index_t operator()(index_t t) const noexcept { return t; }
+};
+
+// sum_j e_j x_cols(j) over one row's stored entries, in an order fixed by the column index alone: four partial
+// sums picked by column mod 4, added in ascending column order, then ((p0 + p1) + (p2 + p3)). A zero weight adds
+// exactly nothing, so a dense row and the compressed row of the same graph give bitwise equal results; the dense
+// form is the same arithmetic, unrolled so that it vectorizes.
+template <class Cols>
+double row_dot(const Cols& cols, const float* e, index_t count, const double* x) {
+  if constexpr (std::is_same_v<Cols, DenseColumns>) {
+    double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0;  // separate variables: compilers fuse them into one vector
+    index_t t = 0;
+    for (; t + 4 <= count; t += 4) {
+      p0 = multiply_add(e[t], x[t], p0);
+      p1 = multiply_add(e[t + 1], x[t + 1], p1);
+      p2 = multiply_add(e[t + 2], x[t + 2], p2);
+      p3 = multiply_add(e[t + 3], x[t + 3], p3);
+    }
+    if (t < count) p0 = multiply_add(e[t], x[t], p0);  // column t is 0 mod 4
+    if (t + 1 < count) p1 = multiply_add(e[t + 1], x[t + 1], p1);
+    if (t + 2 < count) p2 = multiply_add(e[t + 2], x[t + 2], p2);
+    return (p0 + p1) + (p2 + p3);
+  } else {
+    double partial[4] = {0.0, 0.0, 0.0, 0.0};
+    for (index_t t = 0; t < count; ++t) {
+      const index_t j = cols(t);
+      partial[j & 3] = multiply_add(e[t], x[j], partial[j & 3]);
+    }
+    return (partial[0] + partial[1]) + (partial[2] + partial[3]);
+  }
+}
+
+// rowsum_i = sum_j m_j e_ij and degree_i = sum_j m_j [e_ij > 0], where node j stands for m_j identical tokens
+// (m_j = 1 without duplicates). Nodes without any neighbour get degree n_tokens (their row of P is uniform over
+// all tokens). `rows(i, visit)` calls visit(columns, weights, count) with node i's whole row.
 struct NeighbourStats {
-  std::vector<double> rowsum, column_part;
+  std::vector<double> rowsum, multiplicity;
   std::vector<index_t> degree;
 
   void reserve(std::size_t n) {
     rowsum.reserve(n);
-    column_part.reserve(n);
+    multiplicity.reserve(n);
     degree.reserve(n);
   }
-  void reset(index_t n) {
-    rowsum.assign(static_cast<std::size_t>(n), 0.0);
-    column_part.assign(static_cast<std::size_t>(n), 0.0);
-    degree.assign(static_cast<std::size_t>(n), 0);
-  }
-  // Adds row i's stored entries (columns `cols`, ascending, values `e`; all j <= i).
-  template <class Cols>
-  void add_row(index_t i, const Cols& cols, const float* e, index_t count, std::span<const index_t> multiplicity) {
-    const index_t m_i = multiplicity[static_cast<std::size_t>(i)];
-    double total = 0.0;
-    index_t edges = 0;
-    for (index_t t = 0; t < count; ++t) {
-      const float value = e[t];
-      if (value > 0.0f) {
-        const auto j = static_cast<std::size_t>(cols(t));
-        const index_t m_j = multiplicity[j];
-        total += static_cast<double>(value) * static_cast<double>(m_j);
-        edges += m_j;
-        if (static_cast<index_t>(j) != i) {
-          column_part[j] += static_cast<double>(value) * static_cast<double>(m_i);
-          degree[j] += m_i;
-        }
-      }
-    }
-    rowsum[static_cast<std::size_t>(i)] += total;
-    degree[static_cast<std::size_t>(i)] += edges;
-  }
-  void finish(index_t nodes, index_t n_tokens) {
-    for (std::size_t j = 0; j < static_cast<std::size_t>(nodes); ++j) {
-      rowsum[j] += column_part[j];
-      if (degree[j] == 0) degree[j] = n_tokens;  // a zero token's row is uniform over all tokens
-    }
+
+  template <class Rows>
+  void compute(index_t nodes, index_t n_tokens, Rows rows, std::span<const index_t> node_multiplicity) {
+    const auto count = static_cast<std::size_t>(nodes);
+    rowsum.resize(count);
+    degree.resize(count);
+    multiplicity.assign(node_multiplicity.begin(), node_multiplicity.begin() + nodes);
+    for_each_row(nodes, nodes, [&](index_t i) {
+      rows(i, [&](const auto& cols, const float* e, index_t entries) {
+        rowsum[static_cast<std::size_t>(i)] = row_dot(cols, e, entries, multiplicity.data());
+        index_t neighbours = 0;  // integer sums: any order gives the same count
+        for (index_t t = 0; t < entries; ++t)
+          neighbours += e[t] > 0.0f ? node_multiplicity[static_cast<std::size_t>(cols(t))] : 0;
+        degree[static_cast<std::size_t>(i)] = neighbours > 0 ? neighbours : n_tokens;
+      });
+    });
   }
 };
 
-// Share of each token's mass per unit weight: share_i = v_i / rowsum_i; returns the mass of rows without
+// Share of each node's mass per unit weight: share_i = v_i / rowsum_i; returns the mass of rows without
 // neighbours, which P spreads uniformly.
 inline double shares(std::span<const double> v, std::span<const double> rowsum, std::span<double> share) {
   double uniform_mass = 0.0;
@@ -109,86 +141,43 @@ inline double shares(std::span<const double> v, std::span<const double> rowsum, 
   return uniform_mass;
 }
 
-// Column accessor of a dense row: the t-th stored entry is column t.
-struct DenseColumns {
-  index_t operator()(index_t t) const noexcept { return t; }
-};
-
-// a * b + c with one rounding where the target has a fused multiply-add, two where it has none. Spelled out
-// because compilers contract a * b + c differently in differently vectorized loops, which would make the dense
-// and the sparse path round differently.
-inline double multiply_add(double a, double b, double c) noexcept {
-#if defined(FP_FAST_FMA)
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
-// One row's contribution to v <- v P: returns sum_j e_ij share_j (row i's own gain) and adds e_ij share_i to
-// v_j for j < i (the mirrored entries). The summation order is fixed by the column index alone (four partial
-// sums picked by j mod 4; a zero weight adds exactly nothing), so a dense row and the compressed row of the same
-// graph give bitwise identical results. The dense form is the same arithmetic, unrolled so it vectorizes.
-template <class Cols>
-double accumulate_row(index_t i, const Cols& cols, const float* e, index_t count, const double* share, double* v) {
-  const double share_i = share[i];
-  double partial[4] = {0.0, 0.0, 0.0, 0.0};
-  if constexpr (std::is_same_v<Cols, DenseColumns>) {
-    const index_t below = i;  // entries 0 .. i-1 mirror into v; entry i is the diagonal
-    index_t t = 0;
-    for (; t + 4 <= below; t += 4)
-      for (int lane = 0; lane < 4; ++lane) {
-        partial[lane] = multiply_add(e[t + lane], share[t + lane], partial[lane]);
-        v[t + lane] = multiply_add(e[t + lane], share_i, v[t + lane]);
-      }
-    for (; t < below; ++t) {
-      partial[t & 3] = multiply_add(e[t], share[t], partial[t & 3]);
-      v[t] = multiply_add(e[t], share_i, v[t]);
-    }
-    if (count > i) partial[i & 3] = multiply_add(e[i], share[i], partial[i & 3]);
-  } else {
-    for (index_t t = 0; t < count; ++t) {
-      const index_t j = cols(t);
-      partial[j & 3] = multiply_add(e[t], share[j], partial[j & 3]);
-      if (j != i) v[j] = multiply_add(e[t], share_i, v[j]);
-    }
-  }
-  return (partial[0] + partial[1]) + (partial[2] + partial[3]);
-}
-
 // v <- v P, `iterations` (>= 1) times, in double, over nodes that stand for m_j identical tokens each. On entry
 // v holds each node's total mass (the sum of its tokens' norms); on exit, the value of each single token of the
-// node after the last step (all tokens of a node receive the same). `rows(i, visit)` calls
-// visit(columns, weights, count) with node i's stored lower entries (ascending columns <= i).
+// node after the last step (all tokens of a node receive the same). `rows(i, visit)` as for NeighbourStats.
 // Double precision keeps the fp32 scores of tokens that are equal in exact arithmetic equal.
 template <class Rows>
 void propagate(index_t nodes, index_t n_tokens, Rows rows, std::span<const double> rowsum,
                std::span<const index_t> multiplicity, int iterations, std::span<double> v, std::span<double> share) {
+  const auto count = static_cast<std::size_t>(nodes);
   for (int step = 0; step < iterations; ++step) {
     if (step > 0)  // per-token values back to node totals
-      for (std::size_t i = 0; i < static_cast<std::size_t>(nodes); ++i) v[i] *= static_cast<double>(multiplicity[i]);
-    const auto count = static_cast<std::size_t>(nodes);
-    const double uniform_mass = shares(v.first(count), rowsum.first(count), share.first(count));
-    std::fill(v.begin(), v.begin() + nodes, uniform_mass / static_cast<double>(n_tokens));
-    for (index_t i = 0; i < nodes; ++i)
-      rows(i, [&](const auto& cols, const float* e, index_t count) {
-        v[static_cast<std::size_t>(i)] += accumulate_row(i, cols, e, count, share.data(), v.data());
+      for (std::size_t i = 0; i < count; ++i) v[i] *= static_cast<double>(multiplicity[i]);
+    const double uniform = shares(v.first(count), rowsum.first(count), share.first(count)) / static_cast<double>(n_tokens);
+    for_each_row(nodes, nodes, [&](index_t i) {  // E is symmetric: (v P)_i = sum_j e_ij share_j
+      rows(i, [&](const auto& cols, const float* e, index_t entries) {
+        v[static_cast<std::size_t>(i)] = uniform + row_dot(cols, e, entries, share.data());
       });
+    });
   }
 }
 
-// The lower triangle of E as compressed rows of edges (e_ij > 0, j <= i, ascending j).
-class SparseLowerGraph {
+// E as compressed rows of edges (e_ij > 0, ascending j). Filled with the lower triangle one row panel at a time,
+// then complete() adds the mirrored upper entries, so that every row is whole.
+class SparseGraph {
  public:
   void reserve(std::size_t n, std::size_t edges) {
+    lower_start_.reserve(n + 1);
+    lower_column_.reserve(edges);
+    lower_weight_.reserve(edges);
     row_start_.reserve(n + 1);
-    column_.reserve(edges);
-    weight_.reserve(edges);
+    next_.reserve(n);
+    column_.reserve(2 * edges);
+    weight_.reserve(2 * edges);
   }
   void reset() {
-    row_start_.assign(1, 0);
-    column_.clear();
-    weight_.clear();
+    lower_start_.assign(1, 0);
+    lower_column_.clear();
+    lower_weight_.clear();
   }
   // Appends rows i0..i1-1 of a panel (row i0 + a at panel + a * ld, columns 0..i).
   void append_panel(const float* panel, index_t i0, index_t i1, index_t ld) {
@@ -196,22 +185,43 @@ class SparseLowerGraph {
       const float* row = panel + (i - i0) * ld;
       for (index_t j = 0; j <= i; ++j)
         if (row[j] > 0.0f) {
-          column_.push_back(static_cast<std::int32_t>(j));
-          weight_.push_back(row[j]);
+          lower_column_.push_back(static_cast<std::int32_t>(j));
+          lower_weight_.push_back(row[j]);
         }
-      row_start_.push_back(static_cast<index_t>(column_.size()));
+      lower_start_.push_back(static_cast<index_t>(lower_column_.size()));
     }
   }
-  [[nodiscard]] index_t rows() const { return static_cast<index_t>(row_start_.size()) - 1; }
-  [[nodiscard]] std::size_t edges() const { return weight_.size(); }
-
-  void statistics(NeighbourStats& stats, std::span<const index_t> multiplicity, index_t n_tokens) const {
-    const index_t n = rows();
-    stats.reset(n);
-    for (index_t i = 0; i < n; ++i)
-      row(i, [&](const auto& cols, const float* e, index_t count) { stats.add_row(i, cols, e, count, multiplicity); });
-    stats.finish(n, n_tokens);
+  // Whole rows: row i = its lower entries (j <= i), then the mirrored e_ki of every later row k (ascending k).
+  void complete() {
+    const index_t n = static_cast<index_t>(lower_start_.size()) - 1;
+    const auto un = static_cast<std::size_t>(n);
+    next_.assign(un, 0);  // first the number of mirrored entries per row
+    for (index_t k = 0; k < n; ++k)
+      for (index_t t = lower_start_[static_cast<std::size_t>(k)]; t < lower_start_[static_cast<std::size_t>(k) + 1]; ++t)
+        if (lower_column_[static_cast<std::size_t>(t)] != k) ++next_[static_cast<std::size_t>(lower_column_[static_cast<std::size_t>(t)])];
+    row_start_.assign(un + 1, 0);
+    for (std::size_t i = 0; i < un; ++i)
+      row_start_[i + 1] = row_start_[i] + (lower_start_[i + 1] - lower_start_[i]) + next_[i];
+    column_.resize(static_cast<std::size_t>(row_start_[un]));
+    weight_.resize(column_.size());
+    for (std::size_t i = 0; i < un; ++i) {
+      const auto begin = static_cast<std::size_t>(lower_start_[i]), end = static_cast<std::size_t>(lower_start_[i + 1]);
+      std::copy(lower_column_.begin() + begin, lower_column_.begin() + end, column_.begin() + row_start_[i]);
+      std::copy(lower_weight_.begin() + begin, lower_weight_.begin() + end, weight_.begin() + row_start_[i]);
+      next_[i] = row_start_[i] + static_cast<index_t>(end - begin);  // where row i's mirrored entries go
+    }
+    for (index_t k = 0; k < n; ++k)
+      for (index_t t = lower_start_[static_cast<std::size_t>(k)]; t < lower_start_[static_cast<std::size_t>(k) + 1]; ++t) {
+        const auto j = static_cast<std::size_t>(lower_column_[static_cast<std::size_t>(t)]);
+        if (static_cast<index_t>(j) == k) continue;
+        const auto slot = static_cast<std::size_t>(next_[j]++);
+        column_[slot] = static_cast<std::int32_t>(k);
+        weight_[slot] = lower_weight_[static_cast<std::size_t>(t)];
+      }
   }
+  [[nodiscard]] index_t rows() const { return static_cast<index_t>(row_start_.size()) - 1; }
+  // Edges j <= i (each undirected edge once, self-edges included).
+  [[nodiscard]] std::size_t edges() const { return lower_weight_.size(); }
 
   // Calls visit(columns, weights, count) with row i's edges.
   template <class Visit>
@@ -223,7 +233,10 @@ class SparseLowerGraph {
   }
 
  private:
-  std::vector<index_t> row_start_{0};
+  std::vector<index_t> lower_start_{0};
+  std::vector<std::int32_t> lower_column_;
+  std::vector<float> lower_weight_;
+  std::vector<index_t> row_start_{0}, next_;
   std::vector<std::int32_t> column_;
   std::vector<float> weight_;
 };

@@ -4,29 +4,67 @@
 // an exact-to-rounding fp32 norm instead of Inf or 0.
 
 #include <tokenprune/kernels/convert.hpp>
+#include <tokenprune/kernels/parallel.hpp>
 
 #include <algorithm>
+#include <limits>
 
 namespace tokenprune::kernels {
 
 inline constexpr double kNormFloor = 1e-12;  // the reference's normalize() epsilon
 
+// Squared L2 norm in double, as 8 double lanes (element j in lane j mod 8, an Eigen fixed-size array: the same
+// per-lane arithmetic in any register width) reduced in lane order.
+inline double squared_norm(const float* x, index_t d) {
+  using Lanes = Eigen::Array<double, 8, 1>;
+  Lanes lanes = Lanes::Zero();
+  const index_t full = d - d % 8;
+  for (index_t j = 0; j < full; j += 8) {
+    const Lanes v = Eigen::Map<const Eigen::Array<float, 8, 1>>(x + j).template cast<double>();
+    lanes += v * v;
+  }
+  for (index_t j = full; j < d; ++j) lanes[j - full] += static_cast<double>(x[j]) * static_cast<double>(x[j]);
+  double total = 0.0;
+  for (int l = 0; l < 8; ++l) total += lanes[l];
+  return total;
+}
+
 // Widens and normalizes every token of `x` into `unit` (n x dim, fp32) and writes the norms to `norms`.
+// Rows are independent, so with OpenMP they are spread over threads (same result for any count).
 template <Element T>
 void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float> norms, const char* argument) {
-  for (index_t i = 0; i < x.rows(); ++i) {
+  const index_t n = x.rows(), d = x.cols();
+  // A row with a NaN/Inf, or whose norm overflows fp32, gets a NaN norm; the lowest such row is reported after
+  // the loop, because nothing may throw inside a parallel region.
+  for_each_row(n, d, [&](index_t i) {
     float* row = unit.row(i).data();
-    load_row(x, i, row, argument);
-    const double norm = std::sqrt(unit.row(i).template cast<double>().squaredNorm());
-    if (!std::isfinite(static_cast<float>(norm))) {
-      std::ostringstream where;
-      where << argument << "[" << i << "]";
-      fail(where.str(), norm, "the token's L2 norm overflows fp32");
+    if constexpr (std::same_as<T, float>) {
+      std::copy_n(x.row(i).data(), d, row);
+    } else {
+      widen(x.row(i).data(), row, d);
     }
-    norms[static_cast<std::size_t>(i)] = static_cast<float>(norm);
+    const double norm = std::sqrt(squared_norm(row, d));  // NaN/Inf inputs make it non-finite
+    const auto stored = static_cast<float>(norm);
+    norms[static_cast<std::size_t>(i)] = std::isfinite(stored) ? stored : std::numeric_limits<float>::quiet_NaN();
+    if (!std::isfinite(stored)) return;
     // fp32 division by the fp32 norm, as the reference's normalize() does.
-    const float divisor = static_cast<float>(std::max(norm, kNormFloor));
-    unit.row(i) /= divisor;
+    unit.row(i) /= static_cast<float>(std::max(norm, kNormFloor));
+  });
+  index_t first_bad = 0;
+  while (first_bad < n && !std::isnan(norms[static_cast<std::size_t>(first_bad)])) ++first_bad;
+  if (first_bad < n) {
+    // Name the element when there is one; otherwise the finite values overflow the fp32 norm.
+    float* row = unit.row(first_bad).data();
+    if constexpr (std::same_as<T, float>) {
+      std::copy_n(x.row(first_bad).data(), d, row);
+    } else {
+      widen(x.row(first_bad).data(), row, d);
+    }
+    for (index_t j = 0; j < d; ++j)
+      if (!std::isfinite(row[j])) detail::fail_non_finite(argument, first_bad, j, row[j]);
+    std::ostringstream where;
+    where << argument << "[" << first_bad << "]";
+    fail(where.str(), std::sqrt(squared_norm(row, d)), "the token's L2 norm overflows fp32");
   }
 }
 

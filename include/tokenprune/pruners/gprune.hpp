@@ -91,33 +91,36 @@ class GPrune {
     const auto node_multiplicity = std::span<const index_t>(multiplicity_).first(static_cast<std::size_t>(nodes));
 
     const kernels::EdgeRule rule{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
-    auto on_tile = [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld) {
-      rule.apply(tile, i0, j0, h, w, ld, node_norms_);
-    };
     if (nodes <= config_.max_dense_tokens) {
+      // Dense: the lower tiles become weights in place and are mirrored while in cache, so every row is whole.
       const auto ld = nodes;
       weights_.resize(static_cast<std::size_t>(nodes * nodes));
       gram_.lower_gram(
-          node_units, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; }, on_tile,
+          node_units, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; },
+          [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
+            rule.apply(tile, i0, j0, h, w, stride, node_norms_);
+            mirror(tile, weights_.data() + j0 * ld + i0, h, w, stride, i0 == j0);
+          },
           [](index_t, index_t) {});
-      stats_.reset(nodes);
-      for (index_t i = 0; i < nodes; ++i)
-        stats_.add_row(i, kernels::DenseColumns{}, weights_.data() + i * ld, i + 1, node_multiplicity);
-      stats_.finish(nodes, n);
-      auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, i + 1); };
+      auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, nodes); };
+      stats_.compute(nodes, n, dense_row, node_multiplicity);
       if (config_.iterations > 0)
         kernels::propagate(nodes, n, dense_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
     } else {
-      weights_.resize(static_cast<std::size_t>(kernels::kTile * nodes));  // one row panel
+      // Sparse: one row panel of the Gram at a time; only the edges are kept.
+      weights_.resize(static_cast<std::size_t>(kernels::kTile * nodes));
       graph_.reset();
       gram_.lower_gram(
-          node_units, nodes, false, [&](index_t) { return weights_.data(); }, on_tile,
+          node_units, nodes, false, [&](index_t) { return weights_.data(); },
+          [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
+            rule.apply(tile, i0, j0, h, w, stride, node_norms_);
+          },
           [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, nodes); });
-      graph_.statistics(stats_, node_multiplicity, n);
+      graph_.complete();
+      auto sparse_row = [&](index_t i, auto visit) { graph_.row(i, visit); };
+      stats_.compute(nodes, n, sparse_row, node_multiplicity);
       if (config_.iterations > 0)
-        kernels::propagate(
-            nodes, n, [&](index_t i, auto visit) { graph_.row(i, visit); }, stats_.rowsum, node_multiplicity,
-            config_.iterations, mass_, share_);
+        kernels::propagate(nodes, n, sparse_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
     }
     // score_j = v_j / deg_j; after no iteration at all, v_j is the token's own norm.
     for (std::size_t j = 0; j < un; ++j) {
@@ -140,6 +143,18 @@ class GPrune {
   [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges(); }
 
  private:
+  // Copies a finished lower tile (h x w at `tile`) to its mirror position (w x h at `mirrored`), both with row
+  // stride `ld`; a diagonal tile fills its own upper triangle.
+  // Blocks of 16 x 16 keep both sides within a few cache lines.
+  static void mirror(const float* tile, float* mirrored, index_t h, index_t w, index_t ld, bool diagonal) {
+    constexpr index_t kBlock = 16;
+    for (index_t a0 = 0; a0 < h; a0 += kBlock)
+      for (index_t b0 = 0; b0 < (diagonal ? a0 + kBlock : w); b0 += kBlock)
+        for (index_t b = b0; b < std::min(b0 + kBlock, w); ++b)
+          for (index_t a = std::max(a0, diagonal ? b + 1 : a0); a < std::min(a0 + kBlock, h); ++a)
+            mirrored[b * ld + a] = tile[a * ld + b];
+  }
+
   // Tokens with identical unit vectors become one graph node (see kernels/dedup.hpp). Compacts the nodes' unit
   // rows to the front of unit_ (in place: node g's first token is at row >= g) and sets their multiplicity,
   // total mass (sum of norms) and norm. Returns the number of nodes.
@@ -164,7 +179,7 @@ class GPrune {
   GPruneConfig config_;
   kernels::GramWorkspace gram_;
   kernels::NeighbourStats stats_;
-  kernels::SparseLowerGraph graph_;
+  kernels::SparseGraph graph_;
   std::vector<float> unit_, weights_, norms_, node_norms_, scores_;
   std::vector<double> mass_, share_;  // propagated information v (per node) and v / rowsum
   std::vector<index_t> node_of_, first_, multiplicity_, degrees_, order_, kept_;
