@@ -138,3 +138,23 @@ TEST_CASE("determinism: large and tiny norms stay finite", "[gprune][corners]") 
   for (float s : out.scores) CHECK(std::isfinite(s));
   CHECK(out.kept.front() == 0);  // the huge token dominates
 }
+
+TEST_CASE("determinism: fp16 and bf16 encodings of Inf and NaN are rejected by element", "[gprune][corners][errors]") {
+  const float specials[] = {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN()};
+  for (float special : specials) {
+    std::vector<Eigen::half> half(12, Eigen::half(0.5f));
+    std::vector<Eigen::bfloat16> brain(12, Eigen::bfloat16(0.5f));
+    half[7] = Eigen::half(special);  // token 2, feature 1 of a 4 x 3 matrix
+    brain[7] = Eigen::bfloat16(special);
+    for (const TokenMatrix& x : {TokenMatrix(half.data(), 4, 3), TokenMatrix(brain.data(), 4, 3)}) {
+      GPrune pruner;
+      try {
+        pruner.prune(PruneInputs{.features = x}, Budget::count(1));
+        FAIL("a non-finite 16-bit value was accepted");
+      } catch (const Error& e) {
+        CHECK(e.argument() == "features[2,1]");
+      }
+    }
+  }
+}
