@@ -46,10 +46,6 @@ void run(fuzzing::Bytes& in) {
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   fuzzing::Bytes in(data, size);
-  switch (in.in(0, 2)) {
-    case 0: run<float>(in); break;
-    case 1: run<Eigen::half>(in); break;
-    default: run<Eigen::bfloat16>(in); break;
-  }
+  fuzzing::with_element_type(in, [&]<class T>(T) { run<T>(in); });
   return 0;
 }

@@ -39,6 +39,16 @@ class Bytes {
   std::size_t at_ = 0;
 };
 
+// Calls body(T{}) with T = float, Eigen::half or Eigen::bfloat16, picked by the next byte.
+template <class Body>
+void with_element_type(Bytes& in, Body body) {
+  switch (in.in(0, 2)) {
+    case 0: body(float{}); break;
+    case 1: body(Eigen::half{}); break;
+    default: body(Eigen::bfloat16{}); break;
+  }
+}
+
 // A selection must be strictly ascending, in range, and exactly as long as promised.
 inline void check_selection(std::span<const tokenprune::index_t> kept, tokenprune::index_t n,
                             tokenprune::index_t promised) {
