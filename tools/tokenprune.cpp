@@ -664,7 +664,7 @@ int run_main(int argc, char** argv) {
   auto* o_method = p->add_option("--method", method, "gprune | fopru-rank | fopru-row");
   auto* o_features = p->add_option("--features", features, "G-Prune input [n, d] (.npy, float32/float16)");
   auto* o_attention = p->add_option("--attention", attention, "FoPru input [heads, n, n] (.npy, float32/float16)");
-  auto* o_keep = p->add_option("--keep", keep, "budget: number of tokens to keep");
+  auto* o_keep = p->add_option("--keep", keep, "budget: number of tokens to keep")->type_name("INT");
   auto* o_ratio = p->add_option("--ratio", ratio, "budget: fraction in [0, 1], k = floor(R * n)");
   auto* o_layout = p->add_option("--layout", layout, "G-Prune: flat (default) | llava-next");
   auto* o_grid = p->add_option("--grid", grid, "RxC: llava-next high-resolution grid, or fopru-row patch grid");
