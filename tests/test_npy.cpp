@@ -437,3 +437,19 @@ TEST_CASE("npy: shared reference fixtures parse") {
   WARN("TOKENPRUNE_SHARED_FIXTURES_DIR is not defined; skipped");
 #endif
 }
+
+TEST_CASE("npy: size() of a zero-size array with huge other dimensions does not overflow", "[npy]") {
+  // Found by fuzz_npy: the header's other dimensions multiply past int64 before the zero is reached.
+  const std::string header =
+      "{'descr': '<f2', 'fortran_order': False, 'shape': (5, 33333333333333333, 818, 0, 1), }";
+  std::string file = std::string("\x93NUMPY\x01\x00", 8);
+  std::string padded = header;
+  while ((10 + padded.size() + 1) % 64 != 0) padded += ' ';
+  padded += '\n';
+  file += static_cast<char>(padded.size() & 0xff);
+  file += static_cast<char>(padded.size() >> 8);
+  file += padded;
+  const auto array = tokenprune::io::parse_npy({reinterpret_cast<const std::byte*>(file.data()), file.size()}, "zero.npy");
+  CHECK(array.size() == 0);
+  CHECK(array.data.empty());
+}

@@ -62,9 +62,13 @@ struct NpyArray {
   std::vector<std::int64_t> shape;  // as in the header; empty for a scalar
   std::vector<std::byte> data;      // always C (row-major) order, little-endian
 
+  // Number of elements. A parsed array with a zero dimension is empty whatever its other dimensions claim
+  // (they may be huge), so zero is checked first and the product is never formed for it.
   [[nodiscard]] std::int64_t size() const {
+    for (std::int64_t dim : shape)
+      if (dim == 0) return 0;
     std::int64_t count = 1;
-    for (std::int64_t dim : shape) count *= dim;
+    for (std::int64_t dim : shape) count *= dim;  // bounded by the bytes present, checked by the parser
     return count;
   }
 
