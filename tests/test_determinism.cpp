@@ -55,6 +55,23 @@ TEST_CASE("determinism: dense and sparse storage give bitwise equal scores", "[g
   CHECK(a.scores == b.scores);
 }
 
+TEST_CASE("determinism: a dense graph (whole dense rows) and the sparse path agree bit for bit", "[gprune][determinism]") {
+  // Tokens around one direction: nearly every pair is an edge, more than the compressed rows' budget of 64 per
+  // token, so the dense path keeps whole dense rows; the sparse path must still agree exactly.
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal;
+  const index_t n = 400, d = 16;
+  RowMatrix<float> x(n, d);
+  for (index_t i = 0; i < n; ++i)
+    for (index_t c = 0; c < d; ++c) x(i, c) = 1.0f + 0.15f * normal(rng);
+  GPrune dense, sparse(GPruneConfig{.max_dense_tokens = 0});
+  const Outcome a = run(dense, x, 100);
+  const Outcome b = run(sparse, x, 100);
+  CHECK(sparse.sparse_edges() > static_cast<std::size_t>(64 * n));  // so the dense path used dense rows
+  CHECK(a.kept == b.kept);
+  CHECK(a.scores == b.scores);
+}
+
 TEST_CASE("determinism: repeated calls and reused instances give the same answer", "[gprune][determinism]") {
   const RowMatrix<float> big = image_like(700, 16, 1), small = image_like(90, 16, 2);
   GPrune pruner;

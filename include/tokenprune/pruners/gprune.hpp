@@ -60,7 +60,7 @@ class GPrune {
     unit_.reserve(n * static_cast<std::size_t>(dim));
     const bool dense = max_tokens <= config_.max_dense_tokens;
     weights_.reserve(dense ? n * n : static_cast<std::size_t>(kernels::kTile) * n);
-    if (!dense) graph_.reserve(n, 64 * n);
+    graph_.reserve(n, edge_budget(max_tokens));
     gram_.reserve(max_tokens, dim);
     stats_.reserve(n);
     for (auto* v : {&norms_, &node_norms_, &scores_}) v->reserve(n);
@@ -91,21 +91,33 @@ class GPrune {
     const auto node_multiplicity = std::span<const index_t>(multiplicity_).first(static_cast<std::size_t>(nodes));
 
     const kernels::EdgeRule rule{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
+    auto sparse_row = [&](index_t i, auto visit) { graph_.row(i, visit); };
     if (nodes <= config_.max_dense_tokens) {
-      // Dense: the lower tiles become weights in place and are mirrored while in cache, so every row is whole.
+      // Dense: the whole lower triangle of weights at once. Image graphs are sparse (a few percent of pairs are
+      // edges): as compressed rows, statistics and propagation cost O(edges) instead of O(n^2). Denser graphs
+      // keep whole dense rows (the triangle mirrored). Both give bitwise equal results.
       const auto ld = nodes;
       weights_.resize(static_cast<std::size_t>(nodes * nodes));
       gram_.lower_gram(
           node_units, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; },
           [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
             rule.apply(tile, i0, j0, h, w, stride, node_norms_);
-            mirror(tile, weights_.data() + j0 * ld + i0, h, w, stride, i0 == j0);
           },
           [](index_t, index_t) {});
-      auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, nodes); };
-      stats_.compute(nodes, n, dense_row, node_multiplicity);
-      if (config_.iterations > 0)
-        kernels::propagate(nodes, n, dense_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
+      if (lower_edges(nodes) <= edge_budget(nodes)) {
+        graph_.reset();
+        graph_.append_panel(weights_.data(), 0, nodes, ld);
+        graph_.complete();
+        stats_.compute(nodes, n, sparse_row, node_multiplicity);
+        if (config_.iterations > 0)
+          kernels::propagate(nodes, n, sparse_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
+      } else {
+        mirror_lower(nodes);
+        auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, nodes); };
+        stats_.compute(nodes, n, dense_row, node_multiplicity);
+        if (config_.iterations > 0)
+          kernels::propagate(nodes, n, dense_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
+      }
     } else {
       // Sparse: one row panel of the Gram at a time; only the edges are kept.
       weights_.resize(static_cast<std::size_t>(kernels::kTile * nodes));
@@ -117,7 +129,6 @@ class GPrune {
           },
           [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, nodes); });
       graph_.complete();
-      auto sparse_row = [&](index_t i, auto visit) { graph_.row(i, visit); };
       stats_.compute(nodes, n, sparse_row, node_multiplicity);
       if (config_.iterations > 0)
         kernels::propagate(nodes, n, sparse_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
@@ -143,16 +154,26 @@ class GPrune {
   [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges(); }
 
  private:
-  // Copies a finished lower tile (h x w at `tile`) to its mirror position (w x h at `mirrored`), both with row
-  // stride `ld`; a diagonal tile fills its own upper triangle.
-  // Blocks of 16 x 16 keep both sides within a few cache lines.
-  static void mirror(const float* tile, float* mirrored, index_t h, index_t w, index_t ld, bool diagonal) {
+  // Edges of the dense lower triangle (e_ij > 0, j <= i).
+  [[nodiscard]] std::size_t lower_edges(index_t nodes) const {
+    std::size_t edges = 0;
+    for (index_t i = 0; i < nodes; ++i)
+      edges += static_cast<std::size_t>(
+          (Eigen::Map<const Eigen::ArrayXf>(weights_.data() + i * nodes, i + 1) > 0.0f).count());
+    return edges;
+  }
+  // Edges the compressed rows hold without allocating (reserve() sizes them): 64 per token on average.
+  static std::size_t edge_budget(index_t nodes) { return 64 * static_cast<std::size_t>(nodes); }
+
+  // Fills the upper triangle of the dense weights from the lower one, in 16 x 16 blocks that keep both sides
+  // within a few cache lines.
+  void mirror_lower(index_t nodes) {
     constexpr index_t kBlock = 16;
-    for (index_t a0 = 0; a0 < h; a0 += kBlock)
-      for (index_t b0 = 0; b0 < (diagonal ? a0 + kBlock : w); b0 += kBlock)
-        for (index_t b = b0; b < std::min(b0 + kBlock, w); ++b)
-          for (index_t a = std::max(a0, diagonal ? b + 1 : a0); a < std::min(a0 + kBlock, h); ++a)
-            mirrored[b * ld + a] = tile[a * ld + b];
+    float* w = weights_.data();
+    for (index_t a0 = 0; a0 < nodes; a0 += kBlock)
+      for (index_t b0 = 0; b0 <= a0; b0 += kBlock)
+        for (index_t b = b0; b < std::min(b0 + kBlock, nodes); ++b)
+          for (index_t a = std::max(a0, b + 1); a < std::min(a0 + kBlock, nodes); ++a) w[b * nodes + a] = w[a * nodes + b];
   }
 
   // Tokens with identical unit vectors become one graph node (see kernels/dedup.hpp). Compacts the nodes' unit
