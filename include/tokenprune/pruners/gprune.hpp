@@ -6,10 +6,11 @@
 // Tokens with identical unit vectors (padding, repeated frames) are merged into one graph node with a
 // multiplicity before anything else: the same graph, computed once per distinct token.
 //
-// Cost: one Gram (n^2 d / 2 multiply-adds, see kernels/gram.hpp) plus O(n^2) for the edge weights and
-// O(iterations * edges) for propagation; matrix powers are never formed. Memory: up to `max_dense_tokens` the
-// lower triangle of the weights is kept dense (n^2 floats); beyond it, one row panel of the Gram at a time
-// (256 x n floats) plus the edges only.
+// Cost: one Gram (n^2 d / 2 multiply-adds, see kernels/gram.hpp) plus O(n^2) for the edge weights, then
+// neighbour statistics and propagation over the edges as compressed rows (O(iterations * edges); a graph with
+// more than 64 edges per token on the dense path uses whole dense rows instead); matrix powers are never formed.
+// Memory: up to `max_dense_tokens` distinct tokens the lower triangle of the weights is kept dense (n^2 floats);
+// beyond it, one row panel of the Gram at a time (256 x n floats) plus the edges only.
 //
 // Thread safety: one instance per thread; prune() mutates the instance's workspace. Instances share nothing.
 // With OpenMP enabled by the engine's build (-fopenmp), prune() spreads the Gram over OpenMP threads; the
@@ -52,7 +53,8 @@ class GPrune {
   [[nodiscard]] index_t kept_count(const TokenShape& shape, Budget budget) const { return budget.resolve(shape.n_tokens); }
 
   // After this, prune() on up to max_tokens tokens of up to dim features allocates nothing on the dense path
-  // (and on the sparse path once its edge list has grown to the graph's size).
+  // (n <= max_dense_tokens). On the sparse path it allocates only for graphs with more than 64 edges per token,
+  // and keeps that capacity for later calls.
   void reserve(index_t max_tokens, index_t dim) {
     if (max_tokens < 0) fail("max_tokens", max_tokens, "must be >= 0");
     if (dim < 0) fail("dim", dim, "must be >= 0");
