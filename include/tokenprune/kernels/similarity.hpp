@@ -36,13 +36,17 @@ void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float
   const index_t n = x.rows(), d = x.cols();
   // A row with a NaN/Inf, or whose norm overflows fp32, gets a NaN norm; the lowest such row is reported after
   // the loop, because nothing may throw inside a parallel region.
-  for_each_row(n, d, [&](index_t i) {
+  auto load = [&](index_t i) {  // token i as fp32 into its row of `unit`
     float* row = unit.row(i).data();
     if constexpr (std::same_as<T, float>) {
       std::copy_n(x.row(i).data(), d, row);
     } else {
       widen(x.row(i).data(), row, d);
     }
+    return row;
+  };
+  for_each_row(n, d, [&](index_t i) {
+    float* row = load(i);
     const double norm = std::sqrt(squared_norm(row, d));  // NaN/Inf inputs make it non-finite
     const auto stored = static_cast<float>(norm);
     norms[static_cast<std::size_t>(i)] = std::isfinite(stored) ? stored : std::numeric_limits<float>::quiet_NaN();
@@ -54,12 +58,7 @@ void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float
   while (first_bad < n && !std::isnan(norms[static_cast<std::size_t>(first_bad)])) ++first_bad;
   if (first_bad < n) {
     // Name the element when there is one; otherwise the finite values overflow the fp32 norm.
-    float* row = unit.row(first_bad).data();
-    if constexpr (std::same_as<T, float>) {
-      std::copy_n(x.row(first_bad).data(), d, row);
-    } else {
-      widen(x.row(first_bad).data(), row, d);
-    }
+    const float* row = load(first_bad);
     for (index_t j = 0; j < d; ++j)
       if (!std::isfinite(row[j])) detail::fail_non_finite(argument, first_bad, j, row[j]);
     std::ostringstream where;

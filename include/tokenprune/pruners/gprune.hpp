@@ -93,6 +93,12 @@ class GPrune {
     const auto node_multiplicity = std::span<const index_t>(multiplicity_).first(static_cast<std::size_t>(nodes));
 
     const kernels::EdgeRule rule{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
+    // Neighbour statistics, then propagation, over whole rows of E however they are stored.
+    auto flow = [&](auto rows) {
+      stats_.compute(nodes, n, rows, node_multiplicity);
+      if (config_.iterations > 0)
+        kernels::propagate(nodes, n, rows, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
+    };
     auto sparse_row = [&](index_t i, auto visit) { graph_.row(i, visit); };
     if (nodes <= config_.max_dense_tokens) {
       // Dense: the whole lower triangle of weights at once. Image graphs are sparse (a few percent of pairs are
@@ -110,15 +116,10 @@ class GPrune {
         graph_.reset();
         graph_.append_panel(weights_.data(), 0, nodes, ld);
         graph_.complete();
-        stats_.compute(nodes, n, sparse_row, node_multiplicity);
-        if (config_.iterations > 0)
-          kernels::propagate(nodes, n, sparse_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
+        flow(sparse_row);
       } else {
         mirror_lower(nodes);
-        auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, nodes); };
-        stats_.compute(nodes, n, dense_row, node_multiplicity);
-        if (config_.iterations > 0)
-          kernels::propagate(nodes, n, dense_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
+        flow([&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, nodes); });
       }
     } else {
       // Sparse: one row panel of the Gram at a time; only the edges are kept.
@@ -131,9 +132,7 @@ class GPrune {
           },
           [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, nodes); });
       graph_.complete();
-      stats_.compute(nodes, n, sparse_row, node_multiplicity);
-      if (config_.iterations > 0)
-        kernels::propagate(nodes, n, sparse_row, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_);
+      flow(sparse_row);
     }
     // score_j = v_j / deg_j; after no iteration at all, v_j is the token's own norm.
     for (std::size_t j = 0; j < un; ++j) {
