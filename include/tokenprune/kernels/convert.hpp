@@ -11,6 +11,10 @@
 #include <sstream>
 #include <string>
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
 namespace tokenprune::kernels {
 
 namespace detail {
@@ -21,10 +25,17 @@ namespace detail {
 }
 }  // namespace detail
 
-// Widens n 16-bit values to fp32. bf16 is the top half of an fp32: a shift, written so that it vectorizes
-// (Eigen converts bf16 one element at a time).
+// Widens n 16-bit values to fp32 (exact, so every path gives the same floats). fp16 uses the F16C instruction
+// where the target has it: Eigen 3.4's cast measured 3x slower (16 x 576 x 576 maps: 0.46 ms against 0.15 to
+// 0.19 ms). bf16 is the top half of an fp32: a shift, written so that it vectorizes (Eigen converts bf16 one
+// element at a time).
 inline void widen(const Eigen::half* src, float* dst, index_t n) {
-  Eigen::Map<Eigen::ArrayXf>(dst, n) = Eigen::Map<const Eigen::Array<Eigen::half, Eigen::Dynamic, 1>>(src, n).template cast<float>();
+  index_t j = 0;
+#if defined(__F16C__)
+  for (; j + 8 <= n; j += 8)
+    _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+#endif
+  for (; j < n; ++j) dst[j] = static_cast<float>(src[j]);
 }
 inline void widen(const Eigen::bfloat16* src, float* dst, index_t n) {
   const auto* bits = reinterpret_cast<const std::uint16_t*>(src);

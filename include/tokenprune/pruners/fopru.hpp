@@ -49,9 +49,8 @@ class FoPru {
     if (dim > 0) query_keys_.reserve(max_tokens + 1, dim);  // + a CLS token
     const auto n = static_cast<std::size_t>(max_tokens);
     for (auto* v : {&received_, &given_, &row_score_}) v->reserve(n);
-    accumulator_.reserve(n);
     scores_.reserve(n);
-    row_buffer_.reserve(4 * n);
+    row_buffer_.reserve(n);
     order_.reserve(n);
     kept_.reserve(n);
   }
@@ -140,7 +139,7 @@ class FoPru {
     const auto un = static_cast<std::size_t>(n);
     for (auto* v : {&received_, &given_, &row_score_}) v->resize(un);
     scores_.resize(un);
-    row_buffer_.resize(4 * un);
+    row_buffer_.resize(un);
     order_.resize(un);
     kept_.resize(un);
   }
