@@ -12,6 +12,7 @@
 #   THREADS    thread counts to run (default "1 2")
 #   MIN_TIME   --benchmark_min_time in seconds, without "s" (Google Benchmark 1.7.1) (default 0.5)
 #   REPEAT     --repeat of the tool and the torch script (median reported) (default 5)
+#   BENCH_REPS Google Benchmark repetitions, run in random interleaved order (median reported) (default 5)
 #   PYTHON     interpreter with numpy (and python3-torch for the torch column) (default /usr/bin/python3)
 #   TORCH_BLAS_DIR  a directory holding an optimized libblas.so.3 for torch. Debian's python3-torch is built
 #              with BLAS_INFO=generic and uses whatever libblas.so.3 the system selects; with the reference
@@ -32,6 +33,7 @@ OUT=${OUT:-$BUILD/figures}
 THREADS=${THREADS:-"1 2"}
 MIN_TIME=${MIN_TIME:-0.5}
 REPEAT=${REPEAT:-5}
+BENCH_REPS=${BENCH_REPS:-5}
 PYTHON=${PYTHON:-/usr/bin/python3}
 if [[ -z "${TORCH_BLAS_DIR:-}" && -e /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3 ]]; then
   TORCH_BLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-pthread
@@ -74,6 +76,7 @@ for t in $THREADS; do
       --features "$FEATURES" --repeat "$REPEAT" --report json >"$OUT/tool_t$t.json"
   fi
   OMP_NUM_THREADS=$t "$BUILD/tokenprune_bench" --benchmark_filter="$FILTER" --benchmark_min_time="$MIN_TIME" \
+    --benchmark_repetitions="$BENCH_REPS" --benchmark_enable_random_interleaving=true \
     --benchmark_out="$OUT/bench_t$t.json" --benchmark_out_format=json
   if [[ $HAVE_TORCH == 1 ]]; then
     OMP_NUM_THREADS=$t OPENBLAS_NUM_THREADS=$t LD_LIBRARY_PATH="${TORCH_BLAS_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
@@ -98,10 +101,12 @@ def load(path, one_line=False):
     return json.loads(text.strip().splitlines()[-1]) if one_line else json.loads(text)
 
 def bench_ms(doc, name):
-    for b in doc["benchmarks"] if doc else []:
-        if b["name"].startswith(name + "/") or b["name"] == name:
-            return b["real_time"] * scale[b["time_unit"]]
-    return None
+    """The median over repetitions of benchmark `name` (its only run without repetitions)."""
+    runs = [b for b in (doc["benchmarks"] if doc else [])
+            if b.get("run_name", b["name"]).split("/real_time")[0] == name]
+    medians = [b for b in runs if b.get("aggregate_name") == "median"]
+    pick = medians or [b for b in runs if b.get("run_type", "iteration") == "iteration"]
+    return pick[0]["real_time"] * scale[pick[0]["time_unit"]] if pick else None
 
 def ratio(a, b):
     return f"{a / b:8.2f}" if a and b else "       -"

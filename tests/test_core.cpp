@@ -20,8 +20,8 @@ namespace {
 
 std::vector<index_t> to_vector(std::span<const index_t> s) { return {s.begin(), s.end()}; }
 
-// Runs f, which must throw tokenprune::Error; checks that the message names the argument and the value
-// (both as "argument = value") and that argument() is the argument.
+// Runs f, which must throw tokenprune::Error; checks its argument() and value(), and that the message says
+// "argument = value: reason".
 template <class F>
 void require_error(F&& f, const std::string& argument, const std::string& value) {
   try {
@@ -31,7 +31,9 @@ void require_error(F&& f, const std::string& argument, const std::string& value)
     const std::string what = e.what();
     INFO("what(): " << what);
     CHECK(e.argument() == argument);
-    CHECK(what.find(argument + " = " + value) != std::string::npos);
+    CHECK(e.value() == value);
+    CHECK_FALSE(e.reason().empty());
+    CHECK(what == "tokenprune: " + argument + " = " + value + ": " + e.reason());
   }
 }
 
@@ -153,6 +155,26 @@ static_assert(!std::is_constructible_v<tp::TokenMatrix,
                                        decltype(std::declval<const tp::RowMatrix<float>&>() * 2.0f)>);  // expression
 static_assert(!std::is_constructible_v<tp::TokenMatrix, const double*, index_t, index_t>);
 static_assert(!std::is_constructible_v<tp::AttentionMaps, const double*, index_t, index_t>);
+
+TEST_CASE("core: Error carries argument, value and reason", "[core][error]") {
+  try {
+    (void)tp::Budget::count(7).resolve(6);
+    FAIL("keep 7 of 6 was accepted");
+  } catch (const tp::Error& e) {
+    CHECK(e.argument() == "keep");
+    CHECK(e.value() == "7");
+    CHECK(e.reason().find("[0, 6]") != std::string::npos);
+    CHECK(std::string(e.what()) == "tokenprune: keep = 7: " + e.reason());
+    // A front end's name for the same argument keeps value and reason.
+    const tp::Error flag = e.renamed("--keep");
+    CHECK(flag.argument() == "--keep");
+    CHECK(flag.value() == "7");
+    CHECK(flag.reason() == e.reason());
+    CHECK(std::string(flag.what()) == "tokenprune: --keep = 7: " + e.reason());
+  }
+  const tp::Error no_value("command line", "", "unknown option --kep");
+  CHECK(std::string(no_value.what()) == "tokenprune: command line: unknown option --kep");
+}
 
 TEST_CASE("core: Budget", "[core][budget]") {
   CHECK(tp::Budget::count(0).resolve(0) == 0);

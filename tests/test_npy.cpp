@@ -336,7 +336,8 @@ TEST_CASE("npy: rejects malformed header dicts") {
 
 TEST_CASE("npy: rejects unsupported dtypes and byte orders") {
   for (const std::string descr : {"<f8", "|u1", "O", "|O", "<i4", "<u8", "f4", "<c8", ""}) {
-    require_header_error(dict(descr, "False", "(2,)"), "= " + descr + ": unsupported npy dtype");
+    const std::string shown = descr.empty() ? "\"\"" : descr;  // an empty value is shown as ""
+    require_header_error(dict(descr, "False", "(2,)"), "= " + shown + ": unsupported npy dtype");
   }
   for (const std::string descr : {">f4", ">i8", ">f8", "!f2"}) {
     require_header_error(dict(descr, "False", "(2,)"), "= " + descr + ": unsupported byte order");

@@ -116,21 +116,6 @@ std::string one_line(std::string text) {
   return text;
 }
 
-// Re-raises `e` with its argument name replaced: "tokenprune: <old> = ..." -> "tokenprune: <flag> = ...".
-[[noreturn]] void rethrow_renamed(const tokenprune::Error& e, const std::string& flag) {
-  const std::string prefix = "tokenprune: ";
-  std::string message = e.what();
-  const std::string old = prefix + e.argument();
-  if (message.starts_with(old)) {
-    message = prefix + flag + message.substr(old.size());
-  } else if (message.starts_with(prefix)) {
-    message = prefix + flag + ": " + message.substr(prefix.size());
-  } else {
-    message = prefix + flag + ": " + message;
-  }
-  throw tokenprune::Error(flag, message);
-}
-
 // Library argument name -> command-line flag (with any element suffix such as "[3,2]" kept).
 std::optional<std::string> flag_for(const std::string& argument) {
   static const std::pair<std::string_view, std::string_view> names[] = {
@@ -156,7 +141,7 @@ decltype(auto) with_flag_names(F&& f) {
   try {
     return f();
   } catch (const tokenprune::Error& e) {
-    if (const auto flag = flag_for(e.argument())) rethrow_renamed(e, *flag);
+    if (const auto flag = flag_for(e.argument())) throw e.renamed(*flag);
     throw;
   }
 }
@@ -282,7 +267,7 @@ tokenprune::io::NpyArray load_npy(const std::string& flag, const std::string& pa
   try {
     return tokenprune::io::read_npy(path);
   } catch (const tokenprune::Error& e) {
-    rethrow_renamed(e, flag + " " + path);
+    throw e.renamed(flag + " " + path);
   }
 }
 
@@ -509,7 +494,7 @@ int run_prune_command(const PruneCommand& c) {
     try {
       tokenprune::io::write_npy_int64(*c.out, s.kept);
     } catch (const tokenprune::Error& e) {
-      rethrow_renamed(e, "--out " + *c.out);
+      throw e.renamed("--out " + *c.out);
     }
   }
   if (c.report) {
@@ -691,7 +676,7 @@ int run_main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    throw tokenprune::Error("command line", "tokenprune: " + one_line(e.what()));
+    throw tokenprune::Error("command line", "", one_line(e.what()));
   }
 
   if (p->parsed()) {

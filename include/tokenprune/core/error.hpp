@@ -1,6 +1,7 @@
 #pragma once
-// Errors: every invalid configuration or input ends in tokenprune::Error, whose message names the argument
-// and the bad value ("tokenprune: keep = 7: must be in [0, 6]"). Internal invariants are asserts, not Errors.
+// Errors: every invalid configuration or input ends in tokenprune::Error, which carries the argument, the bad
+// value and the reason, and says all three in its message ("tokenprune: keep = 7: must be in [0, 6]").
+// Internal invariants are asserts, not Errors.
 //
 // Builds without exceptions (-fno-exceptions) route the same message to a handler that the engine installs
 // with set_error_handler(); the default handler prints the message and aborts, because returning into code that
@@ -12,18 +13,36 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace tokenprune {
 
 class Error : public std::invalid_argument {
  public:
-  Error(std::string argument, const std::string& message)
-      : std::invalid_argument(message), argument_(std::move(argument)) {}
-  // The name of the offending argument or input ("keep", "features", "--ratio", "file.npy", ...).
+  // what() is "tokenprune: <argument> = <value>: <reason>", or "tokenprune: <argument>: <reason>" without a value.
+  Error(std::string argument, std::string value, std::string reason)
+      : std::invalid_argument(compose(argument, value, reason)),
+        argument_(std::move(argument)),
+        value_(std::move(value)),
+        reason_(std::move(reason)) {}
+
+  // The name of the offending argument or input ("keep", "features[3,2]", "--ratio", "file.npy", ...).
   [[nodiscard]] const std::string& argument() const noexcept { return argument_; }
+  // The offending value as text ("7", "nan", "missing"); empty when there is none to show.
+  [[nodiscard]] const std::string& value() const noexcept { return value_; }
+  // Why it was rejected ("must be in [0, n_tokens] = [0, 6]").
+  [[nodiscard]] const std::string& reason() const noexcept { return reason_; }
+
+  // The same value and reason under another name: a front end reports a library argument by its own name
+  // (the command-line tool turns "keep" into "--keep").
+  [[nodiscard]] Error renamed(std::string argument) const { return Error(std::move(argument), value_, reason_); }
 
  private:
-  std::string argument_;
+  static std::string compose(const std::string& argument, const std::string& value, const std::string& reason) {
+    return "tokenprune: " + argument + (value.empty() ? "" : " = " + value) + ": " + reason;
+  }
+
+  std::string argument_, value_, reason_;
 };
 
 using ErrorHandler = void (*)(const char* argument, const char* message);
@@ -44,18 +63,18 @@ inline void set_error_handler(ErrorHandler handler) noexcept {
   detail::error_handler_slot() = handler ? handler : &detail::default_error_handler;
 }
 
-// Throws Error("argument", "tokenprune: argument = value: reason").
+// Throws Error(argument, value, reason); see Error for the message.
 template <class Value>
 [[noreturn]] void fail(std::string_view argument, const Value& value, std::string_view reason) {
-  std::ostringstream message;
-  message.precision(9);
-  message << "tokenprune: " << argument << " = " << value << ": " << reason;
+  std::ostringstream text;
+  text.precision(9);
+  text << value;
+  if (text.view().empty()) text << "\"\"";  // an empty value still reads "argument = value"
 #if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
-  throw Error(std::string(argument), message.str());
+  throw Error(std::string(argument), text.str(), std::string(reason));
 #else
-  const std::string text = message.str();
-  const std::string name(argument);
-  detail::error_handler_slot()(name.c_str(), text.c_str());
+  const Error error(std::string(argument), text.str(), std::string(reason));
+  detail::error_handler_slot()(error.argument().c_str(), error.what());
   std::abort();
 #endif
 }

@@ -20,7 +20,7 @@ namespace tokenprune::kernels {
 // cancel away the digits that rank tokens. Each value is widened once and added twice: to its column's sum and
 // to one of 16 row lanes. The arithmetic does not depend on the SIMD width the compiler targets: element j
 // goes to lane j mod 16 (an Eigen fixed-size array: the same per-lane operations in zmm, ymm or xmm
-// registers), the lanes are reduced in lane order, and a column sum adds the rows in order. Both FoPru input
+// registers), the lanes are reduced in a fixed pairwise order, and a column sum adds the rows in order. Both FoPru input
 // paths (maps, queries and keys) feed rows through this in the same order, so equal rows give bitwise equal
 // significance. One row per step is also the fastest order measured: it reads the maps as one sequential
 // stream, while interleaving several rows (fewer column updates) ran 1.5 to 2.5 times slower.
@@ -55,8 +55,11 @@ class AttentionAccumulator {
       lanes[j - full] += value;
       received[j] += value;
     }
-    double total = 0.0;
-    for (index_t l = 0; l < kLanes; ++l) total += lanes[l];
+    // Lanes reduced by halving (lane l plus lane l + half): a few vector adds instead of a 16-add dependency
+    // chain per row, which profiled at a fifth of the pass.
+    const Eigen::Array<double, 8, 1> eight = lanes.template head<8>() + lanes.template tail<8>();
+    const Eigen::Array<double, 4, 1> four = eight.template head<4>() + eight.template tail<4>();
+    const double total = (four[0] + four[2]) + (four[1] + four[3]);
     if (!std::isfinite(total)) reject(row, n, where);  // a NaN or Inf anywhere in the row reaches the total
     given_[static_cast<std::size_t>(i)] += total;
   }
