@@ -111,8 +111,8 @@ def bench_ms(doc, name):
 def ratio(a, b):
     return f"{a / b:8.2f}" if a and b else "       -"
 
-def ms(v):
-    return f"{v:9.1f}" if v else "        -"
+def ms(v, digits=1):
+    return f"{v:9.{digits}f}" if v else "        -"
 
 rows = []
 for t in threads:
@@ -140,5 +140,5 @@ print()
 print("FoPru rank, 16 x 576 x 576 maps, times in ms")
 print("thr  f32 FoPru  f32 read  FoPru/read   f16 FoPru  f16 read  FoPru/read")
 for t, *_, r32, m32, r16, m16 in rows:
-    print(f"{t:>3} {ms(r32)} {ms(m32)}    {ratio(r32, m32)}   {ms(r16)} {ms(m16)}    {ratio(r16, m16)}")
+    print(f"{t:>3} {ms(r32, 3)} {ms(m32, 3)}    {ratio(r32, m32)}   {ms(r16, 3)} {ms(m16, 3)}    {ratio(r16, m16)}")
 EOF
