@@ -52,7 +52,7 @@ void gram(benchmark::State& state, const std::string& name) {
   }
   tb::set_gflops(state, flops);
   tb::set_tokens(state, tokens);
-  state.counters["threads"] = kernels::available_threads();
+  state.counters["threads"] = Executor{}.workers();
   state.SetLabel(name + (units.size() == 2 ? " (Grams 576 + 2304 summed)" : ""));
 }
 

@@ -259,6 +259,32 @@ TEST_CASE("alloc: GPrune allocates nothing after reserve", "[alloc]") {
   SECTION("bf16") { run(Eigen::bfloat16{}); }
 }
 
+// An engine's executor (here one that runs the tasks on the calling thread, spreading them over three worker
+// slots, as a pool that allocates nothing itself would): the library adds no allocation of its own.
+TEST_CASE("alloc: GPrune with an engine executor allocates nothing after reserve", "[alloc]") {
+  struct InlinePool {
+    static void run(void*, Index tasks, tp::Executor::Task task, void* loop) {
+      for (Index t = 0; t < tasks; ++t) task(loop, t, static_cast<int>(t % 3));
+    }
+  };
+  const Index n = 600, d = 128;  // above the parallel thresholds: the executor runs the Gram tiles and row loops
+  const tp::RowMatrix<float> x = random_tokens<float>(n, d, 4), y = random_tokens<float>(n - 50, d, 5);
+  for (const Index max_dense : {Index{8192}, Index{0}}) {
+    tp::GPrune pruner(tp::GPruneConfig{.max_dense_tokens = max_dense});
+    pruner.set_executor(tp::Executor(&InlinePool::run, nullptr, 3));
+    pruner.reserve(n, d);
+    const tp::PruneInputs first = with_features(x), second = with_features(y);
+    std::size_t k0 = 0, k1 = 0;
+    const Allocations a0 = count_allocations([&] { k0 = pruner.prune(first, tp::Budget::ratio(0.25)).size(); });
+    const Allocations a1 = count_allocations([&] { k1 = pruner.prune(second, tp::Budget::count(40)).size(); });
+    INFO("max_dense_tokens " << max_dense);
+    CHECK(a0.total() == 0);
+    CHECK(a1.total() == 0);
+    CHECK(k0 == 150);
+    CHECK(k1 == 40);
+  }
+}
+
 TEST_CASE("alloc: FoPru allocates nothing after reserve", "[alloc]") {
   const Index heads = 4, n = 256, small = 196;  // 16 x 16 and 14 x 14 grids
   const std::vector<float> warm = random_maps(heads, n, 4), same = random_maps(heads, n, 5),

@@ -5,6 +5,7 @@
 
 #include <tokenprune/tokenprune.hpp>
 
+#include <atomic>
 #include <random>
 #include <thread>
 #include <vector>
@@ -76,5 +77,118 @@ TEST_CASE("concurrency: one instance per thread, answers equal the sequential on
     INFO("job " << j);
     CHECK(concurrent[j] == sequential[j]);
     CHECK(sequential[j].size() > 2);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// A caller-provided executor: an engine-style pool of std::threads claiming tasks from a shared counter.
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+
+struct ThreadPool {
+  int workers = 2;
+  bool reverse = false;  // claim tasks from the last one down
+  enum class Fault { none, skip_last, bad_worker, run_twice } fault = Fault::none;
+
+  static void run(void* self, index_t tasks, Executor::Task task, void* loop) {
+    const auto& pool = *static_cast<const ThreadPool*>(self);
+    std::atomic<index_t> next{0};
+    std::vector<std::thread> threads;
+    for (int w = 0; w < pool.workers; ++w) {
+      threads.emplace_back([&, w] {
+        for (index_t k = next.fetch_add(1); k < tasks; k = next.fetch_add(1)) {
+          const index_t t = pool.reverse ? tasks - 1 - k : k;
+          if (pool.fault == Fault::skip_last && t == tasks - 1) continue;
+          task(loop, t, pool.fault == Fault::bad_worker ? pool.workers : w);
+          if (pool.fault == Fault::run_twice && t == 0) task(loop, t, w);
+        }
+      });
+    }
+    for (std::thread& t : threads) t.join();
+  }
+  Executor executor() { return Executor(&run, this, workers); }
+};
+
+// Features of n tokens, d dims: drifting clusters, so graphs have edges, non-trivial rows and a few duplicates.
+RowMatrix<float> drifting_features(index_t n, index_t d, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  RowMatrix<float> x(n, d);
+  Eigen::RowVectorXf drift = Eigen::RowVectorXf::Zero(d);
+  for (index_t i = 0; i < n; ++i) {
+    for (auto& v : drift) v += 0.3f * normal(rng);
+    x.row(i) = drift;
+    if (i % 50 == 7) x.row(i) = x.row(i - 1);  // exact duplicates go through the merging path
+  }
+  return x;
+}
+
+struct Answer {
+  std::vector<index_t> kept;
+  std::vector<float> scores;
+};
+
+Answer prune_with(const Executor& executor, const RowMatrix<float>& x, index_t max_dense_tokens) {
+  GPrune pruner(GPruneConfig{.max_dense_tokens = max_dense_tokens});
+  pruner.set_executor(executor);
+  pruner.reserve(x.rows(), x.cols());
+  const auto kept = pruner.prune(PruneInputs{.features = x}, Budget::ratio(0.3));
+  return {{kept.begin(), kept.end()}, {pruner.scores().begin(), pruner.scores().end()}};
+}
+
+}  // namespace
+
+TEST_CASE("executor: an engine's thread pool gives bitwise the answers of the calling thread", "[concurrency][executor]") {
+  // 600 x 128: three Gram panels (six tiles) and row loops above the parallel threshold (n d >= 65536).
+  const RowMatrix<float> x = drifting_features(600, 128, 5);
+  for (const index_t max_dense : {index_t{8192}, index_t{0}}) {  // dense rows, then the sparse panel path
+    INFO("max_dense_tokens " << max_dense);
+    const Answer sequential = prune_with(Executor::sequential(), x, max_dense);
+    REQUIRE(sequential.kept.size() == 180);
+    CHECK(prune_with(Executor{}, x, max_dense).kept == sequential.kept);  // OpenMP or calling thread
+    for (const int workers : {1, 2, 3}) {
+      for (const bool reverse : {false, true}) {
+        INFO("workers " << workers << ", reverse " << reverse);
+        ThreadPool pool{.workers = workers, .reverse = reverse};
+        const Answer pooled = prune_with(pool.executor(), x, max_dense);
+        CHECK(pooled.kept == sequential.kept);
+        CHECK(pooled.scores == sequential.scores);
+      }
+    }
+  }
+}
+
+TEST_CASE("executor: a pool that breaks the contract gets an error, not corrupted memory", "[concurrency][executor]") {
+  const RowMatrix<float> x = drifting_features(600, 128, 6);
+  using Fault = ThreadPool::Fault;
+  for (const Fault fault : {Fault::skip_last, Fault::bad_worker, Fault::run_twice}) {
+    INFO("fault " << static_cast<int>(fault));
+    ThreadPool pool{.workers = 2, .fault = fault};
+    GPrune pruner;
+    pruner.set_executor(pool.executor());
+    pruner.reserve(x.rows(), x.cols());
+    try {
+      pruner.prune(PruneInputs{.features = x}, Budget::ratio(0.3));
+      FAIL("the broken pool was not noticed");
+    } catch (const Error& e) {
+      CHECK(e.argument() == "executor");
+    }
+    // The same pruner works again with a sound executor.
+    pruner.set_executor(Executor::sequential());
+    CHECK(pruner.prune(PruneInputs{.features = x}, Budget::ratio(0.3)).size() == 180);
+  }
+  ThreadPool pool;
+  try {
+    (void)Executor(nullptr, &pool, 2);
+    FAIL("a null run function was accepted");
+  } catch (const Error& e) {
+    CHECK(e.argument() == "executor.run");
+  }
+  try {
+    (void)Executor(&ThreadPool::run, &pool, 0);
+    FAIL("zero workers were accepted");
+  } catch (const Error& e) {
+    CHECK(e.argument() == "executor.workers");
+    CHECK(e.value() == "0");
   }
 }

@@ -9,6 +9,7 @@
 #include <tokenprune/core/budget.hpp>
 #include <tokenprune/core/concept.hpp>
 #include <tokenprune/core/error.hpp>
+#include <tokenprune/core/executor.hpp>
 #include <tokenprune/core/gather.hpp>
 #include <tokenprune/core/inputs.hpp>
 #include <tokenprune/core/types.hpp>

@@ -45,9 +45,10 @@ inline std::uint64_t row_hash(const float* row, index_t d) noexcept {
 // Returns the number of groups. `order` and `hash` are scratch of n entries. Rows compare by value (== on
 // every element), so +0 and -0 match.
 inline index_t group_identical_rows(const ConstRowMap<float>& unit, std::span<index_t> group, std::span<index_t> first,
-                                    std::span<index_t> order, std::span<std::uint64_t> hash) {
+                                    std::span<index_t> order, std::span<std::uint64_t> hash,
+                                    const Executor& executor = {}) {
   const index_t n = unit.rows(), d = unit.cols();
-  for_each_row(n, d, [&](index_t i) {
+  for_each_row(executor, n, d, [&](index_t i) {
     hash[static_cast<std::size_t>(i)] = detail::row_hash(unit.row(i).data(), d);
     order[static_cast<std::size_t>(i)] = i;
   });

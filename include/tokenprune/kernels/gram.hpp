@@ -13,6 +13,7 @@
 // sees each finished panel. That lets the caller either keep the whole lower triangle (dense path) or consume a
 // panel and reuse its memory (sparse path, bounded memory at video scale).
 
+#include <tokenprune/core/executor.hpp>
 #include <tokenprune/core/types.hpp>
 
 #include <Eigen/Core>
@@ -31,23 +32,18 @@ namespace tokenprune::kernels {
 
 inline constexpr index_t kTile = 256;
 
-inline int available_threads() {
-#if defined(_OPENMP)
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
-}
-
 class GramWorkspace {
  public:
-  // Packing buffers for Grams of up to max_tokens tokens of dim columns, for every thread OpenMP may use now.
+  // The executor that runs the tiles (default: OpenMP threads, or the calling thread). Set before reserve().
+  void set_executor(const Executor& executor) noexcept { executor_ = executor; }
+
+  // Packing buffers for Grams of up to max_tokens tokens of dim columns, for every worker the executor may use now.
   void reserve(index_t max_tokens, index_t dim) {
-    threads_ = std::max(threads_, available_threads());
+    threads_ = std::max(threads_, executor_.workers());
     ensure(depth_block(max_tokens, dim));
 #if defined(_OPENMP)
     // The OpenMP runtime allocates its thread team at the first parallel region: do it here, not in prune().
-    if (threads_ > 1) {
+    if (threads_ > 1 && !executor_.is_pool()) {
 #pragma omp parallel num_threads(threads_)
       { [[maybe_unused]] volatile int started = omp_get_thread_num(); }
     }
@@ -67,7 +63,7 @@ class GramWorkspace {
     const index_t d = unit.cols();
     if (n == 0) return;
     const index_t kc = depth_block(n, d);
-    threads_ = std::max(threads_, available_threads());  // without reserve(): grows here (and allocates)
+    threads_ = std::max(threads_, executor_.workers());  // without reserve(): grows here (and allocates)
     ensure(kc);
     const index_t panels = (n + kTile - 1) / kTile;
     auto run_tile = [&](index_t p, index_t q, int thread) {
@@ -160,17 +156,10 @@ class GramWorkspace {
 
   template <class Body>
   void for_each_parallel(index_t count, Body body) {
-#if defined(_OPENMP)
-    const int threads = std::min(threads_, omp_get_max_threads());
-    if (threads > 1 && count > 1) {
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-      for (index_t t = 0; t < count; ++t) body(t, omp_get_thread_num());
-      return;
-    }
-#endif
-    for (index_t t = 0; t < count; ++t) body(t, 0);
+    executor_.for_each(count, body);  // worker < executor_.workers() <= threads_: one pair of buffers each
   }
 
+  Executor executor_;
   int threads_ = 1;
   // Two buffers per thread (packed lhs, packed rhs). Eigen's kernels use aligned packet loads on them.
   std::vector<std::vector<float, Eigen::aligned_allocator<float>>> pack_;

@@ -109,12 +109,13 @@ struct NeighbourStats {
   }
 
   template <class Rows>
-  void compute(index_t nodes, index_t n_tokens, Rows rows, std::span<const index_t> node_multiplicity) {
+  void compute(index_t nodes, index_t n_tokens, Rows rows, std::span<const index_t> node_multiplicity,
+               const Executor& executor = {}) {
     const auto count = static_cast<std::size_t>(nodes);
     rowsum.resize(count);
     degree.resize(count);
     multiplicity.assign(node_multiplicity.begin(), node_multiplicity.begin() + nodes);
-    for_each_row(nodes, nodes, [&](index_t i) {
+    for_each_row(executor, nodes, nodes, [&](index_t i) {
       rows(i, [&](const auto& cols, const float* e, index_t entries) {
         rowsum[static_cast<std::size_t>(i)] = row_dot(cols, e, entries, multiplicity.data());
         index_t neighbours = 0;  // integer sums: any order gives the same count
@@ -147,13 +148,14 @@ inline double shares(std::span<const double> v, std::span<const double> rowsum, 
 // Double precision keeps the fp32 scores of tokens that are equal in exact arithmetic equal.
 template <class Rows>
 void propagate(index_t nodes, index_t n_tokens, Rows rows, std::span<const double> rowsum,
-               std::span<const index_t> multiplicity, int iterations, std::span<double> v, std::span<double> share) {
+               std::span<const index_t> multiplicity, int iterations, std::span<double> v, std::span<double> share,
+               const Executor& executor = {}) {
   const auto count = static_cast<std::size_t>(nodes);
   for (int step = 0; step < iterations; ++step) {
     if (step > 0)  // per-token values back to node totals
       for (std::size_t i = 0; i < count; ++i) v[i] *= static_cast<double>(multiplicity[i]);
     const double uniform = shares(v.first(count), rowsum.first(count), share.first(count)) / static_cast<double>(n_tokens);
-    for_each_row(nodes, nodes, [&](index_t i) {  // E is symmetric: (v P)_i = sum_j e_ij share_j
+    for_each_row(executor, nodes, nodes, [&](index_t i) {  // E is symmetric: (v P)_i = sum_j e_ij share_j
       rows(i, [&](const auto& cols, const float* e, index_t entries) {
         v[static_cast<std::size_t>(i)] = uniform + row_dot(cols, e, entries, share.data());
       });

@@ -1,28 +1,23 @@
 #pragma once
-// Row loops spread over OpenMP threads when the engine compiles with OpenMP and the loop is large enough. Rows
-// are independent and each is computed in a fixed order, so the thread count never changes a result. Small
-// loops take a plain sequential path: no parallel region at all (even a one-thread region costs the runtime an
-// allocation, and prune() must not allocate).
+// Row loops spread over the pruner's Executor (OpenMP threads by default when the engine compiles with OpenMP,
+// or the engine's own pool) when the loop is large enough. Rows are independent and each is computed in a fixed
+// order, so neither the executor nor its thread count changes a result. Small loops take a plain sequential
+// path: no parallel region at all (even a one-thread OpenMP region costs the runtime an allocation, and
+// prune() must not allocate).
 
+#include <tokenprune/core/executor.hpp>
 #include <tokenprune/core/types.hpp>
-
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 namespace tokenprune::kernels {
 
 inline constexpr index_t kParallelWork = index_t{1} << 16;  // elements below which threads cost more than they save
 
 template <class Body>
-void for_each_row(index_t n, index_t work_per_row, Body body) {
-#if defined(_OPENMP)
-  if (n > 1 && n * work_per_row >= kParallelWork && omp_get_max_threads() > 1) {
-#pragma omp parallel for schedule(static)
-    for (index_t i = 0; i < n; ++i) body(i);
+void for_each_row(const Executor& executor, index_t n, index_t work_per_row, Body body) {
+  if (n * work_per_row >= kParallelWork) {
+    executor.for_each_row(n, body);
     return;
   }
-#endif
   for (index_t i = 0; i < n; ++i) body(i);
 }
 

@@ -30,9 +30,10 @@ inline double squared_norm(const float* x, index_t d) {
 }
 
 // Widens and normalizes every token of `x` into `unit` (n x dim, fp32) and writes the norms to `norms`.
-// Rows are independent, so with OpenMP they are spread over threads (same result for any count).
+// Rows are independent, so they are spread over the executor's threads (same result for any count).
 template <Element T>
-void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float> norms, const char* argument) {
+void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float> norms, const char* argument,
+                    const Executor& executor = {}) {
   const index_t n = x.rows(), d = x.cols();
   // A row with a NaN/Inf, or whose norm overflows fp32, gets a NaN norm; the lowest such row is reported after
   // the loop, because nothing may throw inside a parallel region.
@@ -45,7 +46,7 @@ void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float
     }
     return row;
   };
-  for_each_row(n, d, [&](index_t i) {
+  for_each_row(executor, n, d, [&](index_t i) {
     float* row = load(i);
     const double norm = std::sqrt(squared_norm(row, d));  // NaN/Inf inputs make it non-finite
     const auto stored = static_cast<float>(norm);
