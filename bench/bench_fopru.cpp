@@ -3,7 +3,8 @@
 //   BM_FoPruRank/<case>/<dtype>   FoPru, rank strategy, from [heads, n, n] attention maps (ratio 0.5)
 //   BM_FoPruRow/<case>/<dtype>    FoPru, row strategy (whole grid rows), same maps
 //   BM_ReadMaps/<case>/<dtype>    one streaming pass over the same maps that only sums them: FoPru reads every
-//                                 value once, so this is its floor (SPEC 5: memory bandwidth)
+//                                 value once, so this is its floor (SPEC 5: memory bandwidth). Split into
+//                                 FoPru's head groups on the same executor (OMP_NUM_THREADS threads) as FoPru.
 //
 // Cases: llava15 (16 heads x 576 x 576, CLIP ViT-L/336: 21 MB fp32 per image) and qwen2vl (16 x 1296 x 1296).
 // Counters: bytes_per_second = heads * n * n * sizeof(element) per call; tokens/s = n per call.
@@ -82,11 +83,22 @@ float read_sum(const T* data, std::size_t count) {
 template <Element T>
 void read_maps(benchmark::State& state, MapCase c) {
   const std::vector<T>& maps = tb::attention_maps<T>(c.heads, c.side);
+  // Split like FoPru's head groups and run on the same executor, so that both sides use the same threads.
+  const index_t n = c.side * c.side, groups = kernels::head_groups(c.heads);
+  const Executor executor;
+  executor.warm_up();
+  float partial[kernels::kHeadGroups] = {};
   for (auto _ : state) {
-    float total = read_sum(maps.data(), maps.size());
+    auto group = [&](index_t g, int) {
+      const auto first = static_cast<std::size_t>(kernels::group_first_head(g, c.heads) * n * n);
+      const auto last = static_cast<std::size_t>(kernels::group_first_head(g + 1, c.heads) * n * n);
+      partial[g] = read_sum(maps.data() + first, last - first);
+    };
+    executor.for_each(groups, group);
+    float total = 0.0f;
+    for (index_t g = 0; g < groups; ++g) total += partial[g];
     benchmark::DoNotOptimize(total);
   }
-  const index_t n = c.side * c.side;
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) *
                           static_cast<std::int64_t>(maps.size() * sizeof(T)));
   tb::set_tokens(state, static_cast<double>(n));

@@ -283,6 +283,19 @@ TEST_CASE("alloc: GPrune with an engine executor allocates nothing after reserve
     CHECK(k0 == 150);
     CHECK(k1 == 40);
   }
+  // FoPru's head groups on the same executor, fp16 maps (one widened row per worker slot).
+  const Index heads = 16, m = 96;
+  const std::vector<float> values = random_maps(heads, m, 6);
+  std::vector<Eigen::half> half(values.begin(), values.end());
+  tp::FoPru fopru;
+  fopru.set_executor(tp::Executor(&InlinePool::run, nullptr, 3));
+  fopru.reserve(m, 0);
+  tp::PruneInputs maps;
+  maps.attention = tp::AttentionMaps(half.data(), heads, m);
+  std::size_t k2 = 0;
+  const Allocations a2 = count_allocations([&] { k2 = fopru.prune(maps, tp::Budget::count(20)).size(); });
+  CHECK(a2.total() == 0);
+  CHECK(k2 == 20);
 }
 
 TEST_CASE("alloc: FoPru allocates nothing after reserve", "[alloc]") {

@@ -6,6 +6,7 @@
 #include <tokenprune/tokenprune.hpp>
 
 #include <atomic>
+#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -190,5 +191,51 @@ TEST_CASE("executor: a pool that breaks the contract gets an error, not corrupte
   } catch (const Error& e) {
     CHECK(e.argument() == "executor.workers");
     CHECK(e.value() == "0");
+  }
+}
+
+TEST_CASE("executor: FoPru's head groups on an engine's pool give bitwise the answers of the calling thread",
+          "[concurrency][executor]") {
+  // 11 heads (8 uneven head groups) x 96 x 96: above the parallel threshold (heads n^2 >= 65536).
+  const index_t heads = 11, n = 96;
+  std::mt19937 rng(9);
+  std::normal_distribution<float> normal;
+  std::vector<float> maps(static_cast<std::size_t>(heads * n * n));
+  for (float& a : maps) a = normal(rng);  // raw logits: both axes compete
+  std::vector<Eigen::half> half_maps(maps.size());
+  for (std::size_t i = 0; i < maps.size(); ++i) half_maps[i] = Eigen::half(maps[i]);
+
+  auto run = [&](const Executor& executor, const AttentionMaps& attention) {
+    FoPru pruner;
+    pruner.set_executor(executor);
+    pruner.reserve(n, 0);
+    PruneInputs inputs;
+    inputs.attention = attention;
+    const auto kept = pruner.prune(inputs, Budget::count(30));
+    return Answer{{kept.begin(), kept.end()}, {pruner.scores().begin(), pruner.scores().end()}};
+  };
+  for (const bool fp16 : {false, true}) {
+    INFO("fp16 " << fp16);
+    const AttentionMaps attention = fp16 ? AttentionMaps(half_maps.data(), heads, n) : AttentionMaps(maps.data(), heads, n);
+    const Answer sequential = run(Executor::sequential(), attention);
+    REQUIRE(sequential.kept.size() == 30);
+    CHECK(run(Executor{}, attention).scores == sequential.scores);
+    for (const int workers : {2, 3}) {
+      ThreadPool pool{.workers = workers, .reverse = true};
+      const Answer pooled = run(pool.executor(), attention);
+      CHECK(pooled.kept == sequential.kept);
+      CHECK(pooled.scores == sequential.scores);
+    }
+  }
+
+  // A NaN in two head groups: the error names the first one in (head, query, key) order, whichever thread saw it.
+  maps[static_cast<std::size_t>((9 * n + 5) * n + 7)] = std::numeric_limits<float>::quiet_NaN();
+  maps[static_cast<std::size_t>((2 * n + 40) * n + 3)] = std::numeric_limits<float>::quiet_NaN();
+  ThreadPool pool{.workers = 3, .reverse = true};
+  try {
+    run(pool.executor(), AttentionMaps(maps.data(), heads, n));
+    FAIL("a NaN in the maps was accepted");
+  } catch (const Error& e) {
+    CHECK(e.argument() == "attention[2,40,3]");
   }
 }

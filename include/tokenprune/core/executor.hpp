@@ -65,6 +65,17 @@ class Executor {
 #endif
   }
 
+  // Starts the OpenMP team now (its first parallel region allocates), so that later loops do not; reserve()
+  // calls it. Nothing to do for an engine's pool or the calling thread.
+  void warm_up() const {
+#if defined(_OPENMP)
+    if (kind_ == Kind::automatic && workers() > 1) {
+#pragma omp parallel num_threads(workers())
+      { [[maybe_unused]] volatile int started = omp_get_thread_num(); }
+    }
+#endif
+  }
+
   // Runs body(t, worker) for t in [0, count), worker < workers(): one task per t, dynamically scheduled
   // (tasks of uneven size, such as Gram tiles). The caller has scratch for workers() slots.
   template <class Body>

@@ -7,6 +7,7 @@
 #include <tokenprune/core/views.hpp>
 #include <tokenprune/kernels/convert.hpp>
 #include <tokenprune/kernels/gram.hpp>
+#include <tokenprune/kernels/parallel.hpp>
 
 #include <algorithm>
 #include <span>
@@ -15,35 +16,50 @@
 
 namespace tokenprune::kernels {
 
-// Accumulates rows of fp32 attention (one query row at a time, heads one after another) into the received
-// (column) and given (row) sums, in double: raw-logit maps have means near zero, where fp32 partial sums would
-// cancel away the digits that rank tokens. Each value is widened once and added twice: to its column's sum and
-// to one of 16 row lanes. The arithmetic does not depend on the SIMD width the compiler targets: element j
-// goes to lane j mod 16 (an Eigen fixed-size array: the same per-lane operations in zmm, ymm or xmm
-// registers), the lanes are reduced in a fixed pairwise order, and a column sum adds the rows in order. Both FoPru input
-// paths (maps, queries and keys) feed rows through this in the same order, so equal rows give bitwise equal
-// significance. One row per step is also the fastest order measured: it reads the maps as one sequential
-// stream, while interleaving several rows (fewer column updates) ran 1.5 to 2.5 times slower.
+// Heads are summed in at most kHeadGroups contiguous groups, each into partial sums of its own, which are then
+// added in group order. The groups depend on the head count only, so the groups can run on different threads
+// and no thread count changes a result.
+inline constexpr index_t kHeadGroups = 8;
+inline index_t head_groups(index_t heads) { return std::min(heads, kHeadGroups); }
+inline index_t group_first_head(index_t group, index_t heads) { return heads * group / head_groups(heads); }
+
+// Per-worker and per-group scratch is laid out at this stride (elements of 8 or 4 bytes): rounded up to whole
+// 64-byte lines plus one spare line, so that no two threads ever write the same cache line (measured: fp16 maps
+// on 2 threads took 0.47 to 0.64 ms with adjacent widened rows, against 0.38 ms padded).
+inline index_t padded(index_t n, index_t per_line) { return (n + per_line - 1) / per_line * per_line + per_line; }
+
+// Accumulates rows of fp32 attention into the received (column) and given (row) sums, in double: raw-logit maps
+// have means near zero, where fp32 partial sums would cancel away the digits that rank tokens. Each value is
+// widened once and added twice: to its column's sum and to one of 16 row lanes. The arithmetic does not depend
+// on the SIMD width the compiler targets: element j goes to lane j mod 16 (an Eigen fixed-size array: the same
+// per-lane operations in zmm, ymm or xmm registers), the lanes are reduced in a fixed pairwise order, and a
+// column sum adds its group's rows in order. Both FoPru input paths (maps, queries and keys) feed rows through
+// this in the same order, so equal rows give bitwise equal significance. One row per step is also the fastest
+// order measured: it reads the maps as one sequential stream, while interleaving several rows (fewer column
+// updates) ran 1.5 to 2.5 times slower.
 class AttentionAccumulator {
  public:
   static constexpr index_t kLanes = 16;
 
-  // Starts a pass over n tokens: the sums go to received[0, n) and given[0, n).
-  void begin(std::span<double> received, std::span<double> given) {
-    received_ = received;
-    given_ = given;
-    std::fill(received_.begin(), received_.end(), 0.0);
-    std::fill(given_.begin(), given_.end(), 0.0);
+  void reserve(index_t n) { partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8))); }
+
+  // Starts a pass over n tokens and `heads` heads.
+  void begin(index_t n, index_t heads) {
+    n_ = n;
+    stride_ = padded(n, 8);
+    groups_ = head_groups(heads);
+    partial_.assign(static_cast<std::size_t>(2 * groups_ * stride_), 0.0);
   }
 
-  // Adds query row i (n fp32 values). `where(j)` names element j for the error on a non-finite value.
-  template <class Where>
-  void add_row(index_t i, const float* row, Where where) {
+  // Adds query row i (n fp32 values) of a head in `group`. Different groups may be added from different threads.
+  // Returns false, when the row holds a NaN or Inf (the caller reports it after any parallel loop).
+  [[nodiscard]] bool add_row(index_t group, index_t i, const float* row) {
     using Lanes = Eigen::Array<double, kLanes, 1>;
     using Values = Eigen::Array<float, kLanes, 1>;
-    const auto n = static_cast<index_t>(received_.size());
+    const index_t n = n_;
+    double* received = partial_.data() + 2 * group * stride_;
+    double* given = received + stride_;
     Lanes lanes = Lanes::Zero();
-    double* received = received_.data();
     const index_t full = n - n % kLanes;
     for (index_t j = 0; j < full; j += kLanes) {
       const Lanes value = Eigen::Map<const Values>(row + j).template cast<double>();
@@ -60,11 +76,23 @@ class AttentionAccumulator {
     const Eigen::Array<double, 8, 1> eight = lanes.template head<8>() + lanes.template tail<8>();
     const Eigen::Array<double, 4, 1> four = eight.template head<4>() + eight.template tail<4>();
     const double total = (four[0] + four[2]) + (four[1] + four[3]);
-    if (!std::isfinite(total)) reject(row, n, where);  // a NaN or Inf anywhere in the row reaches the total
-    given_[static_cast<std::size_t>(i)] += total;
+    given[i] += total;
+    return std::isfinite(total);  // a NaN or Inf anywhere in the row reaches the total
   }
 
- private:
+  // received[j] and given[i]: the groups' partial sums, added in group order.
+  void finish(std::span<double> received, std::span<double> given) const {
+    const auto n = static_cast<std::size_t>(n_);
+    std::fill_n(received.begin(), n, 0.0);
+    std::fill_n(given.begin(), n, 0.0);
+    for (index_t g = 0; g < groups_; ++g) {
+      const double* part = partial_.data() + 2 * g * stride_;
+      for (std::size_t j = 0; j < n; ++j) received[j] += part[j];
+      for (std::size_t j = 0; j < n; ++j) given[j] += part[static_cast<std::size_t>(stride_) + j];
+    }
+  }
+
+  // Names the first NaN/Inf of a row that add_row() rejected.
   template <class Where>
   [[noreturn]] static void reject(const float* row, index_t n, Where where) {
     for (index_t j = 0; j < n; ++j)
@@ -72,33 +100,53 @@ class AttentionAccumulator {
     fail(where(0), "row sum", "is not finite");
   }
 
-  std::span<double> received_, given_;
+ private:
+  index_t n_ = 0, stride_ = 0, groups_ = 0;
+  std::vector<double> partial_;  // per group: n received sums, then n given sums, each at stride_
 };
 
 // received[j] = sum over heads and queries of A[h][i][j]; given[i] = sum over heads and keys of A[h][i][j].
-// Divide both by heads * n for the means. `row_buffer` is scratch of n floats (for 16-bit maps).
+// Divide both by heads * n for the means. Head groups run on the executor's workers when the maps are large
+// enough; `row_buffer` is scratch of padded(n, 16) floats per worker (for 16-bit maps).
 template <Element T>
 void attention_sums(const AttentionMaps& maps, AttentionAccumulator& sums, std::span<double> received,
-                    std::span<double> given, std::span<float> row_buffer) {
-  const index_t n = maps.n_tokens();
-  sums.begin(received.first(static_cast<std::size_t>(n)), given.first(static_cast<std::size_t>(n)));
-  for (index_t h = 0; h < maps.heads(); ++h) {
-    const ConstRowMap<T> head = maps.head<T>(h);
-    for (index_t i = 0; i < n; ++i) {
-      const float* row = nullptr;
-      if constexpr (std::same_as<T, float>) {
-        row = head.row(i).data();  // fp32 maps are read in place
-      } else {
-        widen(head.row(i).data(), row_buffer.data(), n);
-        row = row_buffer.data();
-      }
-      sums.add_row(i, row, [h, i](index_t j) {
-        std::ostringstream where;
-        where << "attention[" << h << "," << i << "," << j << "]";
-        return where.str();
-      });
+                    std::span<double> given, std::span<float> row_buffer, const Executor& executor = {}) {
+  const index_t n = maps.n_tokens(), heads = maps.heads(), groups = head_groups(heads);
+  sums.begin(n, heads);
+  auto row_of = [&](index_t h, index_t i, float* buffer) -> const float* {
+    if constexpr (std::same_as<T, float>) {
+      return maps.head<T>(h).row(i).data();  // fp32 maps are read in place
+    } else {
+      widen(maps.head<T>(h).row(i).data(), buffer, n);
+      return buffer;
     }
+  };
+  index_t first_bad[kHeadGroups];  // per group: h * n + i of its first row with a NaN/Inf, or -1
+  std::fill_n(first_bad, kHeadGroups, index_t{-1});
+  auto group = [&](index_t g, int worker) {
+    float* buffer = row_buffer.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(padded(n, 16));
+    for (index_t h = group_first_head(g, heads); h < group_first_head(g + 1, heads); ++h)
+      for (index_t i = 0; i < n; ++i)
+        if (!sums.add_row(g, i, row_of(h, i, buffer))) {
+          first_bad[g] = h * n + i;  // nothing may throw inside a parallel loop: reported below
+          return;
+        }
+  };
+  if (groups > 1 && heads * n * n >= kParallelWork) {
+    executor.for_each(groups, group);
+  } else {
+    for (index_t g = 0; g < groups; ++g) group(g, 0);
   }
+  for (index_t g = 0; g < groups; ++g) {  // groups hold ascending heads: the first bad row overall
+    if (first_bad[g] < 0) continue;
+    const index_t h = first_bad[g] / n, i = first_bad[g] % n;
+    AttentionAccumulator::reject(row_of(h, i, row_buffer.data()), n, [h, i](index_t j) {
+      std::ostringstream where;
+      where << "attention[" << h << "," << i << "," << j << "]";
+      return where.str();
+    });
+  }
+  sums.finish(received, given);
 }
 
 // Sample variance (n - 1 denominator, as torch.var) of values; 0 for fewer than two values.
@@ -146,25 +194,29 @@ class QueryKeyReducer {
     Eigen::Map<Eigen::VectorXd> row_total(given.data(), n);
     column_total.setZero();
     row_total.setZero();
-    if (qk.softmax) accumulator.begin(received.first(static_cast<std::size_t>(n)), given.first(static_cast<std::size_t>(n)));
+    const index_t heads = k.heads();
+    if (qk.softmax) accumulator.begin(n, heads);
     keys_.resize(static_cast<std::size_t>(total * dh));
     RowMap<float> keys(keys_.data(), total, dh, Eigen::OuterStride<>(dh));
-    for (index_t h = 0; h < k.heads(); ++h) {
-      const TokenMatrix key_view = k.head(h);
-      visit_dtype(k.dtype(), [&]<class T>(T) {
-        for (index_t j = 0; j < total; ++j) load_row(key_view.as<T>(), j, keys.row(j).data(), "query_keys.keys");
-      });
-      if (qk.softmax) {
-        softmax_head(q.head(h), keys, scale, skip, accumulator);
-      } else {
-        logit_head(q.head(h), keys, scale, skip, row_total, column_total);
+    for (index_t g = 0; g < head_groups(heads); ++g) {  // the map path's head groups, so the sums match bitwise
+      for (index_t h = group_first_head(g, heads); h < group_first_head(g + 1, heads); ++h) {
+        const TokenMatrix key_view = k.head(h);
+        visit_dtype(k.dtype(), [&]<class T>(T) {
+          for (index_t j = 0; j < total; ++j) load_row(key_view.as<T>(), j, keys.row(j).data(), "query_keys.keys");
+        });
+        if (qk.softmax) {
+          softmax_head(g, q.head(h), keys, scale, skip, accumulator);
+        } else {
+          logit_head(q.head(h), keys, scale, skip, row_total, column_total);
+        }
       }
     }
+    if (qk.softmax) accumulator.finish(received, given);
   }
 
  private:
-  void softmax_head(const TokenMatrix& query_view, const RowMap<float>& keys, float scale, index_t skip,
-                    AttentionAccumulator& accumulator) {
+  void softmax_head(index_t group, const TokenMatrix& query_view, const RowMap<float>& keys, float scale,
+                    index_t skip, AttentionAccumulator& accumulator) {
     const index_t total = keys.rows(), dh = keys.cols();
     const ConstRowMap<float> key_rows(keys.data(), total, dh, Eigen::OuterStride<>(dh));
     for (index_t i0 = skip; i0 < total; i0 += kTile) {
@@ -183,9 +235,9 @@ class QueryKeyReducer {
         p = (p - p.maxCoeff()).exp();
         p /= p.sum();
       }
-      for (index_t r = 0; r < rows; ++r)
-        accumulator.add_row(i0 + r - skip, logits_.data() + r * total + skip,
-                            [](index_t) { return std::string("query_keys"); });
+      for (index_t r = 0; r < rows; ++r)  // finite queries and keys give finite probabilities
+        if (!accumulator.add_row(group, i0 + r - skip, logits_.data() + r * total + skip))
+          fail("query_keys", "softmax row " + std::to_string(i0 + r), "is not finite");
     }
   }
 

@@ -21,9 +21,6 @@
 #include <algorithm>
 #include <vector>
 
-#if defined(_OPENMP)
-#include <omp.h>
-#endif
 
 static_assert(EIGEN_VERSION_AT_LEAST(3, 4, 0) && !EIGEN_VERSION_AT_LEAST(3, 5, 0),
               "tokenprune drives Eigen 3.4's packed GEMM kernels directly; check kernels/gram.hpp against this Eigen");
@@ -41,13 +38,7 @@ class GramWorkspace {
   void reserve(index_t max_tokens, index_t dim) {
     threads_ = std::max(threads_, executor_.workers());
     ensure(depth_block(max_tokens, dim));
-#if defined(_OPENMP)
-    // The OpenMP runtime allocates its thread team at the first parallel region: do it here, not in prune().
-    if (threads_ > 1 && !executor_.is_pool()) {
-#pragma omp parallel num_threads(threads_)
-      { [[maybe_unused]] volatile int started = omp_get_thread_num(); }
-    }
-#endif
+    executor_.warm_up();  // the OpenMP team starts here, not in prune()
   }
 
   // Computes the lower triangle of unit * unit^T, panel by panel. `rows_of(i0)` returns where row i0 of the

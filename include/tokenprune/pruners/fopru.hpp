@@ -37,6 +37,11 @@ class FoPru {
 
   [[nodiscard]] const FoPruConfig& config() const noexcept { return config_; }
 
+  // Where the head groups of the maps pass run (see core/executor.hpp; default: OpenMP threads when compiled with
+  // OpenMP, else the calling thread). Answers are the same with any executor. Call before reserve().
+  void set_executor(const Executor& executor) { executor_ = executor; }
+  [[nodiscard]] const Executor& executor() const noexcept { return executor_; }
+
   [[nodiscard]] index_t kept_count(const TokenShape& shape, Budget budget) const {
     const index_t k = budget.resolve(shape.n_tokens);
     if (config_.strategy == FoPruStrategy::rank) return k;
@@ -50,7 +55,10 @@ class FoPru {
     const auto n = static_cast<std::size_t>(max_tokens);
     for (auto* v : {&received_, &given_, &row_score_}) v->reserve(n);
     scores_.reserve(n);
-    row_buffer_.reserve(n);
+    accumulator_.reserve(max_tokens);
+    // One widened row per worker (16-bit maps).
+    row_buffer_.reserve(static_cast<std::size_t>(kernels::padded(max_tokens, 16) * executor_.workers()));
+    executor_.warm_up();
     order_.reserve(n);
     kept_.reserve(n);
   }
@@ -68,8 +76,9 @@ class FoPru {
     std::span<const double> significance;
     if (from_maps || from_query_keys) {
       if (from_maps) {
-        visit_dtype(inputs.attention.dtype(),
-                    [&]<class T>(T) { kernels::attention_sums<T>(inputs.attention, accumulator_, received_, given_, row_buffer_); });
+        visit_dtype(inputs.attention.dtype(), [&]<class T>(T) {
+          kernels::attention_sums<T>(inputs.attention, accumulator_, received_, given_, row_buffer_, executor_);
+        });
       } else {
         query_keys_.sums(inputs.query_keys, accumulator_, received_, given_);
       }
@@ -139,12 +148,13 @@ class FoPru {
     const auto un = static_cast<std::size_t>(n);
     for (auto* v : {&received_, &given_, &row_score_}) v->resize(un);
     scores_.resize(un);
-    row_buffer_.resize(un);
+    row_buffer_.resize(static_cast<std::size_t>(kernels::padded(n, 16) * executor_.workers()));
     order_.resize(un);
     kept_.resize(un);
   }
 
   FoPruConfig config_;
+  Executor executor_;
   FoPruAxis chosen_ = FoPruAxis::received;
   kernels::QueryKeyReducer query_keys_;
   kernels::AttentionAccumulator accumulator_;
