@@ -96,27 +96,15 @@ class Executor {
     for (index_t t = 0; t < count; ++t) body(t, 0);
   }
 
-  // Runs body(i) for every row i in [0, n): rows in contiguous blocks, one block per task (rows of equal cost).
+  // Runs body(i) for every row i in [0, n): rows of equal cost, in contiguous blocks, a few per worker (so
+  // that an uneven pool still balances), each block one task of for_each().
   template <class Body>
   void for_each_row(index_t n, Body&& body) const {
     if (n <= 0) return;
-    const int threads = workers();
-    if (kind_ == Kind::pool && threads > 1 && n > 1) {
-      const index_t blocks = std::min<index_t>(n, index_t{4} * threads);  // a few per worker: uneven pools
-      auto block = [&](index_t b, int) {
-        for (index_t i = n * b / blocks; i < n * (b + 1) / blocks; ++i) body(i);
-      };
-      run_checked(blocks, threads, block);
-      return;
-    }
-#if defined(_OPENMP)
-    if (kind_ == Kind::automatic && threads > 1 && n > 1) {
-#pragma omp parallel for schedule(static)
-      for (index_t i = 0; i < n; ++i) body(i);
-      return;
-    }
-#endif
-    for (index_t i = 0; i < n; ++i) body(i);
+    const index_t blocks = std::min<index_t>(n, index_t{4} * workers());
+    for_each(blocks, [&](index_t b, int) {
+      for (index_t i = n * b / blocks; i < n * (b + 1) / blocks; ++i) body(i);
+    });
   }
 
  private:

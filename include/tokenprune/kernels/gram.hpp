@@ -33,6 +33,7 @@ class GramWorkspace {
  public:
   // The executor that runs the tiles (default: OpenMP threads, or the calling thread). Set before reserve().
   void set_executor(const Executor& executor) noexcept { executor_ = executor; }
+  [[nodiscard]] const Executor& executor() const noexcept { return executor_; }
 
   // Packing buffers for Grams of up to max_tokens tokens of dim columns, for every worker the executor may use now.
   void reserve(index_t max_tokens, index_t dim) {
@@ -68,7 +69,8 @@ class GramWorkspace {
     };
     if (whole_triangle) {
       const index_t tiles = panels * (panels + 1) / 2;
-      for_each_parallel(tiles, [&](index_t t, int thread) {
+      // worker < executor_.workers() <= threads_: one pair of packing buffers each.
+      executor_.for_each(tiles, [&](index_t t, int thread) {
         // Tile t of the lower triangle in row order: panel p holds tiles p(p+1)/2 .. p(p+1)/2 + p.
         index_t p = 0;
         while ((p + 1) * (p + 2) / 2 <= t) ++p;
@@ -77,7 +79,7 @@ class GramWorkspace {
       for (index_t p = 0; p < panels; ++p) on_panel(p * kTile, std::min(n, (p + 1) * kTile));
     } else {
       for (index_t p = 0; p < panels; ++p) {
-        for_each_parallel(p + 1, [&](index_t q, int thread) { run_tile(p, q, thread); });
+        executor_.for_each(p + 1, [&](index_t q, int thread) { run_tile(p, q, thread); });
         on_panel(p * kTile, std::min(n, (p + 1) * kTile));
       }
     }
@@ -143,11 +145,6 @@ class GramWorkspace {
       internal::general_matrix_matrix_product<Index, float, RowMajor, false, float, ColMajor, false, ColMajor,
                                               1>::run(w, h, d, rows_j, lb, rows_i, la, out, 1, ld, 1.0f, blocking);
     }
-  }
-
-  template <class Body>
-  void for_each_parallel(index_t count, Body body) {
-    executor_.for_each(count, body);  // worker < executor_.workers() <= threads_: one pair of buffers each
   }
 
   Executor executor_;

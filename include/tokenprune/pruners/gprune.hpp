@@ -53,11 +53,8 @@ class GPrune {
   // Where the Gram tiles and row loops run: by default OpenMP threads (when compiled with OpenMP) or the calling
   // thread; an engine passes its own pool (see core/executor.hpp). Answers are the same with any executor. Call
   // before reserve(), which sizes one set of Gram buffers per worker.
-  void set_executor(const Executor& executor) {
-    executor_ = executor;
-    gram_.set_executor(executor);
-  }
-  [[nodiscard]] const Executor& executor() const noexcept { return executor_; }
+  void set_executor(const Executor& executor) { gram_.set_executor(executor); }
+  [[nodiscard]] const Executor& executor() const noexcept { return gram_.executor(); }
 
   [[nodiscard]] index_t kept_count(const TokenShape& shape, Budget budget) const { return budget.resolve(shape.n_tokens); }
 
@@ -96,7 +93,7 @@ class GPrune {
     kept_.resize(static_cast<std::size_t>(k));
 
     RowMap<float> unit(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
-    visit_dtype(x.dtype(), [&]<class T>(T) { kernels::normalize_rows(x.as<T>(), unit, norms_, "features", executor_); });
+    visit_dtype(x.dtype(), [&]<class T>(T) { kernels::normalize_rows(x.as<T>(), unit, norms_, "features", executor()); });
     const index_t nodes = merge_identical_tokens(n, dim);
     const ConstRowMap<float> node_units(unit_.data(), nodes, dim, Eigen::OuterStride<>(dim));
     const auto node_multiplicity = std::span<const index_t>(multiplicity_).first(static_cast<std::size_t>(nodes));
@@ -104,10 +101,10 @@ class GPrune {
     const kernels::EdgeRule rule{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
     // Neighbour statistics, then propagation, over whole rows of E however they are stored.
     auto flow = [&](auto rows) {
-      stats_.compute(nodes, n, rows, node_multiplicity, executor_);
+      stats_.compute(nodes, n, rows, node_multiplicity, executor());
       if (config_.iterations > 0)
         kernels::propagate(nodes, n, rows, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_,
-                           executor_);
+                           executor());
     };
     auto sparse_row = [&](index_t i, auto visit) { graph_.row(i, visit); };
     if (nodes <= config_.max_dense_tokens) {
@@ -192,7 +189,7 @@ class GPrune {
   // total mass (sum of norms) and norm. Returns the number of nodes.
   index_t merge_identical_tokens(index_t n, index_t dim) {
     const ConstRowMap<float> unit(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
-    const index_t nodes = kernels::group_identical_rows(unit, node_of_, first_, order_, hash_, executor_);
+    const index_t nodes = kernels::group_identical_rows(unit, node_of_, first_, order_, hash_, executor());
     std::fill(multiplicity_.begin(), multiplicity_.begin() + nodes, index_t{0});
     std::fill(mass_.begin(), mass_.begin() + nodes, 0.0);
     for (index_t i = 0; i < n; ++i) {
@@ -209,7 +206,6 @@ class GPrune {
   }
 
   GPruneConfig config_;
-  Executor executor_;
   kernels::GramWorkspace gram_;
   kernels::NeighbourStats stats_;
   kernels::SparseGraph graph_;
