@@ -12,6 +12,7 @@
 #include <tokenprune/core/executor.hpp>
 #include <tokenprune/core/gather.hpp>
 #include <tokenprune/core/inputs.hpp>
+#include <tokenprune/core/isa.hpp>
 #include <tokenprune/core/types.hpp>
 #include <tokenprune/core/views.hpp>
 #include <tokenprune/layouts/llava_next.hpp>
