@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's "main job": install what is missing, build the command-line tool (Release), reproduce every
-# reference case through it, then prune one LLaVA-NeXT-sized G-Prune input and one FoPru input and show what was
-# kept and how fast.
+# reference case of an implemented method through it (cases of methods not implemented yet are counted, not run),
+# then prune one LLaVA-NeXT-sized G-Prune input and one FoPru input and show what was kept and how fast.
 #
 #   scripts/demo.sh            about a minute on a 2-core machine (plus first-time apt installs and the build)
 #   scripts/demo.sh --bench    also build and run the benchmarks (tokenprune_bench), if that target exists

@@ -1,15 +1,25 @@
 #pragma once
 // Runs one reference case folder (case.json + features.npy | attention.npy + expected_keep.npy) through the
 // library, the way an engine would: the parameters in case.json pick the pruner, the layout and the budget.
+//
+// The shared fixtures also hold cases of methods the library does not implement yet. implemented_methods() is the
+// one list of the methods it does (the command-line tool keeps the same list, kMethods in tools/tokenprune.cpp;
+// the tool tests compare the two through `tokenprune check`): partition_cases() counts the other cases by method
+// instead of running them. A case.json that is not JSON or has no "method" string is an error, not a skip.
 
 #include <tokenprune/io/npy.hpp>
 #include <tokenprune/tokenprune.hpp>
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <array>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace tokenprune::testing {
@@ -59,7 +69,7 @@ inline CaseResult run_reference_case(const std::filesystem::path& dir) {
       auto kept = pruner.prune(inputs, budget);
       result.kept.assign(kept.begin(), kept.end());
     }
-  } else {
+  } else if (method == "fopru-rank" || method == "fopru-row") {
     const io::NpyArray attention = io::read_npy((dir / "attention.npy").string());
     FoPruConfig config;
     config.strategy = method == "fopru-row" ? FoPruStrategy::row : FoPruStrategy::rank;
@@ -73,6 +83,8 @@ inline CaseResult run_reference_case(const std::filesystem::path& dir) {
     result.kept.assign(kept.begin(), kept.end());
     result.axis_expected = spec.at("axis_chosen_by_reference");
     result.axis_chosen = pruner.chosen_axis() == FoPruAxis::received ? "received" : "given";
+  } else {
+    fail((dir / "case.json").string(), method, "method not implemented (see implemented_methods())");
   }
   return result;
 }
@@ -85,6 +97,59 @@ inline std::vector<std::filesystem::path> reference_cases(const std::filesystem:
     if (std::filesystem::exists(entry.path() / "case.json")) cases.push_back(entry.path());
   std::sort(cases.begin(), cases.end());
   return cases;
+}
+
+// The case.json "method" values that run_reference_case() runs (and that `tokenprune check` runs).
+inline constexpr std::array<std::string_view, 3> implemented_methods() { return {"gprune", "fopru-rank", "fopru-row"}; }
+
+inline bool method_implemented(std::string_view method) {
+  const auto methods = implemented_methods();
+  return std::find(methods.begin(), methods.end(), method) != methods.end();
+}
+
+// case.json's "method"; an Error when the file is missing, not JSON, or has no non-empty "method" string.
+inline std::string case_method(const std::filesystem::path& dir) {
+  const std::filesystem::path path = dir / "case.json";
+  std::ifstream file(path);
+  if (!file) fail(path.string(), "unreadable", "cannot open case.json");
+  const nlohmann::json spec = nlohmann::json::parse(file, nullptr, false);
+  if (spec.is_discarded()) fail(path.string(), "invalid JSON", "case.json does not parse");
+  if (!spec.is_object() || !spec.contains("method") || !spec["method"].is_string() ||
+      spec["method"].get<std::string>().empty())
+    fail(path.string(), "invalid case", "case.json needs a non-empty string \"method\"");
+  return spec["method"].get<std::string>();
+}
+
+struct CaseSet {
+  std::vector<std::filesystem::path> implemented;       // cases to run, sorted by name
+  std::map<std::string, std::size_t> not_implemented;   // method -> number of its cases, by method name
+  [[nodiscard]] std::size_t not_implemented_total() const {
+    std::size_t total = 0;
+    for (const auto& [method, count] : not_implemented) total += count;
+    return total;
+  }
+  // "169 not implemented (cdpruner 36, cls-attention 20, ...)", or "0 not implemented".
+  [[nodiscard]] std::string not_implemented_text() const {
+    std::string text = std::to_string(not_implemented_total()) + " not implemented";
+    std::string detail;
+    for (const auto& [method, count] : not_implemented)
+      detail += (detail.empty() ? "" : ", ") + method + " " + std::to_string(count);
+    return detail.empty() ? text : text + " (" + detail + ")";
+  }
+};
+
+// Every case folder below `root`, split into the ones of implemented methods and a count of the others.
+inline CaseSet partition_cases(const std::filesystem::path& root) {
+  CaseSet set;
+  for (const auto& dir : reference_cases(root)) {
+    const std::string method = case_method(dir);
+    if (method_implemented(method)) {
+      set.implemented.push_back(dir);
+    } else {
+      ++set.not_implemented[method];
+    }
+  }
+  return set;
 }
 
 }  // namespace tokenprune::testing

@@ -1,9 +1,12 @@
 // The command-line tool (tools/tokenprune.cpp), run as a subprocess the way scripts use it: reference cases
 // through `prune --out` and `check`, the JSON report, every usage/input error (exit 2, one stderr line naming
 // the argument, no output file), malformed .npy files, and a deterministic mutation loop over a valid file
-// (every run must end by itself with status 0 or 2: never a signal, never another status).
+// (every run must end by itself with status 0 or 2: never a signal, never another status). Also: cases of methods
+// not implemented are counted by `check`, not failed; --version and the instruction-set level (TOKENPRUNE_ISA,
+// --isa); --scores-out.
 
 #include "catch.hpp"
+#include "reference_case.hpp"
 
 #include <tokenprune/io/npy.hpp>
 #include <tokenprune/tokenprune.hpp>
@@ -20,6 +23,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -91,8 +95,24 @@ struct RunResult {
   [[nodiscard]] std::size_t err_lines() const { return static_cast<std::size_t>(std::count(err.begin(), err.end(), '\n')); }
 };
 
-// Runs the tool with `args`, stdout and stderr redirected to files, stdin from /dev/null.
-RunResult run_tool(const std::vector<std::string>& args, double timeout_seconds = 300.0) {
+// This process's environment with `overrides` ("NAME=value") replacing any variable of the same name.
+std::vector<std::string> environment_with(const std::vector<std::string>& overrides) {
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry = *e;
+    const std::string name = entry.substr(0, entry.find('='));
+    const bool replaced = std::any_of(overrides.begin(), overrides.end(),
+                                      [&](const std::string& o) { return o.substr(0, o.find('=')) == name; });
+    if (!replaced) env.push_back(entry);
+  }
+  env.insert(env.end(), overrides.begin(), overrides.end());
+  return env;
+}
+
+// Runs the tool with `args`, stdout and stderr redirected to files, stdin from /dev/null, and the environment
+// variables `env` ("NAME=value") set on top of this process's own.
+RunResult run_tool(const std::vector<std::string>& args, double timeout_seconds = 300.0,
+                   const std::vector<std::string>& env = {}) {
   TempDir io;
   const std::string out_path = io.file("stdout"), err_path = io.file("stderr");
   std::vector<std::string> storage{TOKENPRUNE_TOOL_PATH};
@@ -106,8 +126,12 @@ RunResult run_tool(const std::vector<std::string>& args, double timeout_seconds 
   posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  std::vector<std::string> env_storage = environment_with(env);
+  std::vector<char*> envp;
+  for (std::string& e : env_storage) envp.push_back(e.data());
+  envp.push_back(nullptr);
   pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   RunResult result;
   if (spawned != 0) {
@@ -171,13 +195,39 @@ std::string as_payload(const std::vector<T>& values) {
   return {reinterpret_cast<const char*>(values.data()), values.size() * sizeof(T)};
 }
 
-std::vector<fs::path> case_dirs(const fs::path& root) {
-  std::vector<fs::path> cases;
-  if (!fs::is_directory(root)) return cases;
-  for (const auto& entry : fs::directory_iterator(root))
-    if (fs::exists(entry.path() / "case.json")) cases.push_back(entry.path());
-  std::sort(cases.begin(), cases.end());
-  return cases;
+// The case folders below `root` of the methods the library implements (tests/reference_case.hpp).
+std::vector<fs::path> case_dirs(const fs::path& root) { return tokenprune::testing::partition_cases(root).implemented; }
+
+std::vector<float> read_scores(const fs::path& path) {
+  const tokenprune::io::NpyArray a = tokenprune::io::read_npy(path.string());
+  REQUIRE(a.type == tokenprune::io::NpyType::f32);
+  REQUIRE(a.shape.size() == 1);
+  const auto values = a.values<float>();
+  return {values.begin(), values.end()};
+}
+
+// The k best indices by score (descending, equal scores: lower index first), ascending.
+std::vector<index_t> top_k(const std::vector<float>& scores, index_t k) {
+  std::vector<index_t> order(scores.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = static_cast<index_t>(i);
+  std::stable_sort(order.begin(), order.end(), [&](index_t a, index_t b) {
+    return scores[static_cast<std::size_t>(a)] > scores[static_cast<std::size_t>(b)];
+  });
+  order.resize(static_cast<std::size_t>(k));
+  std::sort(order.begin(), order.end());
+  return order;
+}
+
+// The levels `tokenprune --version` says this CPU supports ("isa: avx2 (supported: avx2 portable)").
+std::vector<std::string> supported_levels(const std::string& version_output) {
+  const std::string marker = "(supported: ";
+  const std::size_t at = version_output.find(marker);
+  if (at == std::string::npos) return {};
+  const std::size_t end = version_output.find(')', at);
+  std::istringstream words(version_output.substr(at + marker.size(), end - at - marker.size()));
+  std::vector<std::string> levels;
+  for (std::string w; words >> w;) levels.push_back(w);
+  return levels;
 }
 
 // `prune` arguments equivalent to a reference case's case.json.
@@ -307,12 +357,19 @@ TEST_CASE("tool: check passes on the shared cases", "[tool][shared]") {
     REQUIRE_FALSE(in_ci());
     return;
   }
-  const std::size_t n = case_dirs(root).size();
+  // The tool's list of methods and the tests' (implemented_methods()) must agree: the tool runs exactly the cases
+  // the tests run, and counts the rest by method the same way.
+  const tokenprune::testing::CaseSet set = tokenprune::testing::partition_cases(root);
+  REQUIRE(set.implemented.size() >= 82);
   const RunResult r = run_tool({"check", root.string(), "--repeat", "1"});
   INFO(r.describe());
   REQUIRE(r.exited);
   REQUIRE(r.status == 0);
-  CHECK(r.out.find("check: " + std::to_string(n) + " passed, 0 failed\n") != std::string::npos);
+  const std::string summary = "check: " + std::to_string(set.implemented.size()) + " passed, 0 failed" +
+                              (set.not_implemented.empty() ? "" : ", " + set.not_implemented_text()) + "\n";
+  CHECK(r.out.find(summary) != std::string::npos);
+  // One line per case run (plus the header and the summary); the others have no line.
+  CHECK(static_cast<std::size_t>(std::count(r.out.begin(), r.out.end(), '\n')) == set.implemented.size() + 2);
 }
 
 TEST_CASE("tool: check reports a mismatch with exit 1 and bad cases with exit 2", "[tool]") {
@@ -357,6 +414,83 @@ TEST_CASE("tool: check reports a mismatch with exit 1 and bad cases with exit 2"
   }
 }
 
+TEST_CASE("tool: check counts cases of unimplemented methods, and still fails known-method mismatches", "[tool]") {
+  TempDir tmp;
+  const fs::path source = kBundled / "gprune_flat_16x8_image_k4";
+  const fs::path cases = tmp.path / "cases";
+  // Two cases of methods the tool does not implement (with files a real case of theirs might have), one of a third.
+  const auto unknown_case = [&](const std::string& name, const std::string& method) {
+    fs::create_directories(cases / name);
+    write_file(cases / name / "case.json", R"({"method": ")" + method + R"(", "keep": 4, "n_tokens": 16})");
+    fs::copy_file(source / "features.npy", cases / name / "features.npy");
+    fs::copy_file(source / "expected_keep.npy", cases / name / "expected_keep.npy");
+  };
+  unknown_case("divprune_a", "divprune");
+  unknown_case("divprune_b", "divprune");
+  unknown_case("zz_future", "zz-future-method");
+  // A good gprune case, and a gprune case whose expected answer is wrong.
+  fs::create_directories(cases / "good");
+  for (const char* name : {"case.json", "features.npy", "expected_keep.npy"}) fs::copy_file(source / name, cases / "good" / name);
+  const fs::path altered = tmp.path / "altered";
+  fs::create_directories(altered);
+  for (const char* name : {"case.json", "features.npy"}) fs::copy_file(source / name, altered / name);
+  tokenprune::io::write_npy_int64((altered / "expected_keep.npy").string(), std::vector<std::int64_t>{0, 1, 2, 3});
+  const std::string counts = "3 not implemented (divprune 2, zz-future-method 1)";
+
+  SECTION("unimplemented cases are counted, not failed") {
+    const RunResult r = run_tool({"check", cases.string(), "--repeat", "1"});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    CHECK(r.status == 0);
+    CHECK(r.err.empty());
+    CHECK(r.out.find("check: 1 passed, 0 failed, " + counts + "\n") != std::string::npos);
+    CHECK(r.out.find("divprune_a") == std::string::npos);  // no line of their own
+    CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 3);
+    // The tests' own list agrees.
+    CHECK(tokenprune::testing::partition_cases(cases).not_implemented_text() == counts);
+  }
+  SECTION("only unimplemented cases") {
+    const RunResult r = run_tool({"check", (cases / "divprune_a").string()});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("check: 0 passed, 0 failed, 1 not implemented (divprune 1)\n") != std::string::npos);
+  }
+  SECTION("a known-method mismatch still fails beside them") {
+    const RunResult r = run_tool({"check", cases.string(), altered.string(), "--repeat", "1"});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    CHECK(r.status == 1);
+    CHECK(r.out.find(" NO ") != std::string::npos);
+    CHECK(r.out.find("check: 1 passed, 1 failed, " + counts + "\n") != std::string::npos);
+  }
+  SECTION("a malformed case of a known method is an error, not a skip") {
+    write_file(altered / "case.json", R"({"method": "gprune", "layout": "flat", "keep": "four"})");
+    const RunResult r = run_tool({"check", cases.string(), altered.string(), "--repeat", "1"});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    CHECK(r.status == 2);
+    CHECK(r.err_lines() == 1);
+    CHECK(r.err.find("case.json") != std::string::npos);
+    CHECK(r.out.find("ERROR") != std::string::npos);
+    CHECK(r.out.find("check: 1 passed, 1 failed, " + counts + "\n") != std::string::npos);
+  }
+  SECTION("a case.json without a method, or not JSON, is an error") {
+    for (const std::string& text : {std::string(R"({"keep": 4})"), std::string(R"({"method": 7})"),
+                                    std::string(R"({"method": ""})"), std::string(R"({"method": "divprune",)")}) {
+      INFO("case.json: " << text);
+      write_file(altered / "case.json", text);
+      const RunResult r = run_tool({"check", cases.string(), altered.string(), "--repeat", "1"});
+      INFO(r.describe());
+      REQUIRE(r.exited);
+      CHECK(r.status == 2);
+      CHECK(r.err_lines() == 1);
+      CHECK(r.err.find("case.json") != std::string::npos);
+      CHECK(r.out.find("check: 1 passed, 1 failed, " + counts + "\n") != std::string::npos);
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // (c) --report json and the human summary
 // ---------------------------------------------------------------------------------------------------------
@@ -380,6 +514,9 @@ TEST_CASE("tool: --report json is one parseable object", "[tool]") {
   CHECK(j.at("select_ms").get<double>() >= 0.0);
   CHECK(j.at("select_ms_min").get<double>() <= j.at("select_ms").get<double>());
   CHECK(j.at("kept_indices").get<std::vector<index_t>>() == read_indices(dir / "expected_keep.npy"));
+  REQUIRE(j.at("isa").is_string());
+  CHECK(tokenprune::parse_isa(j.at("isa").get<std::string>()).has_value());
+  CHECK(j.at("scores_out").is_null());
 
   const fs::path fopru = kBundled / "fopru_row_probs_h4_n64_k32";
   std::vector<std::string> fargs = prune_args(fopru);
@@ -394,6 +531,7 @@ TEST_CASE("tool: --report json is one parseable object", "[tool]") {
   CHECK(fj.at("kept") == 32);
   CHECK(fj.at("select_ms").is_number());
   CHECK((fj.at("axis") == "received" || fj.at("axis") == "given"));
+  CHECK(fj.at("isa").is_string());
 }
 
 TEST_CASE("tool: human summary, --help and --version", "[tool]") {
@@ -402,7 +540,8 @@ TEST_CASE("tool: human summary, --help and --version", "[tool]") {
   REQUIRE(r.exited);
   REQUIRE(r.status == 0);
   CHECK(r.err.empty());
-  for (const char* word : {"gprune", "n_tokens", "16", "kept", "ms", "4 9 10 11"}) CHECK(r.out.find(word) != std::string::npos);
+  for (const char* word : {"gprune", "n_tokens", "16", "kept", "ms", "4 9 10 11", "\nisa       "})
+    CHECK(r.out.find(word) != std::string::npos);
 
   for (const std::vector<std::string>& help : {std::vector<std::string>{"--help"}, {"prune", "--help"}, {"check", "--help"}}) {
     const RunResult h = run_tool(help);
@@ -412,9 +551,186 @@ TEST_CASE("tool: human summary, --help and --version", "[tool]") {
     CHECK(h.out.find("Usage") != std::string::npos);
   }
   const RunResult v = run_tool({"--version"});
+  INFO(v.describe());
   REQUIRE(v.exited);
   CHECK(v.status == 0);
-  CHECK(v.out.find("tokenprune 0.") == 0);
+  const std::string version = "tokenprune " + std::to_string(tokenprune::kVersionMajor) + "." +
+                              std::to_string(tokenprune::kVersionMinor) + "." + std::to_string(tokenprune::kVersionPatch) + "\n";
+  CHECK(v.out.rfind(version, 0) == 0);
+  // "isa: <in use> (supported: <levels, fastest first>)": the default is the best supported level.
+  std::string supported;  // (built here rather than by supported_isas(), whose inlined `"" + string` GCC 12 warns about)
+  for (tokenprune::Isa isa : tokenprune::kAllIsas) {
+    if (!tokenprune::isa_supported(isa)) continue;
+    if (!supported.empty()) supported += ' ';
+    supported += tokenprune::isa_name(isa);
+  }
+  const std::string isa_line =
+      std::string("isa: ") + tokenprune::isa_name(tokenprune::best_isa()) + " (supported: " + supported + ")\n";
+  CHECK(v.out == version + isa_line);
+  const std::vector<std::string> levels = supported_levels(v.out);
+  CHECK(std::find(levels.begin(), levels.end(), "portable") != levels.end());
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (c2) instruction-set level: TOKENPRUNE_ISA and --isa
+// ---------------------------------------------------------------------------------------------------------
+TEST_CASE("tool: TOKENPRUNE_ISA and --isa pick the level, bad values exit 2 naming them", "[tool][isa]") {
+  TempDir tmp;
+  const fs::path dir = kBundled / "gprune_flat_144x64_image_k36";
+  const std::vector<index_t> expected = read_indices(dir / "expected_keep.npy");
+  const std::string out = tmp.file("out.npy");
+
+  SECTION("an invalid or unsupported TOKENPRUNE_ISA: exit 2, one line naming it, no output file") {
+    std::vector<std::string> bad = {"bogus", "AVX2", "sse2"};
+    for (tokenprune::Isa isa : tokenprune::kAllIsas)
+      if (!tokenprune::isa_supported(isa)) bad.emplace_back(tokenprune::isa_name(isa));  // unsupported here
+    for (const std::string& value : bad) {
+      INFO("TOKENPRUNE_ISA=" << value);
+      std::vector<std::string> args = prune_args(dir);
+      args.insert(args.begin() + 1, {"--out", out});
+      const RunResult r = run_tool(args, 300.0, {"TOKENPRUNE_ISA=" + value});
+      require_usage_error(r, "TOKENPRUNE_ISA = " + value);
+      CHECK_FALSE(fs::exists(out));
+      require_usage_error(run_tool({"check", kBundled.string()}, 300.0, {"TOKENPRUNE_ISA=" + value}), "TOKENPRUNE_ISA");
+      require_usage_error(run_tool({"--version"}, 300.0, {"TOKENPRUNE_ISA=" + value}), "TOKENPRUNE_ISA");
+    }
+    // --isa overrides the environment variable; a bad --isa is named as such.
+    std::vector<std::string> args = prune_args(dir);
+    args.insert(args.end(), {"--isa", "portable", "--report", "json"});
+    const RunResult r = run_tool(args, 300.0, {"TOKENPRUNE_ISA=bogus"});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    CHECK(nlohmann::json::parse(r.out).at("isa") == "portable");
+    args = prune_args(dir);
+    args.insert(args.end(), {"--isa", "bogus"});
+    require_usage_error(run_tool(args), "--isa = bogus");
+    require_usage_error(run_tool({"check", kBundled.string(), "--isa", "bogus"}), "--isa = bogus");
+  }
+  SECTION("portable is always supported and gives the reference answer") {
+    std::vector<std::string> args = prune_args(dir);
+    args.insert(args.end(), {"--out", out, "--report", "json"});
+    const RunResult r = run_tool(args, 300.0, {"TOKENPRUNE_ISA=portable"});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    CHECK(nlohmann::json::parse(r.out).at("isa") == "portable");
+    CHECK(read_indices(out) == expected);
+    const RunResult v = run_tool({"--version"}, 300.0, {"TOKENPRUNE_ISA=portable"});
+    INFO(v.describe());
+    CHECK(v.status == 0);
+    CHECK(v.out.find("\nisa: portable (supported: ") != std::string::npos);
+    const RunResult c = run_tool({"check", kBundled.string(), "--repeat", "1"}, 300.0, {"TOKENPRUNE_ISA=portable"});
+    INFO(c.describe());
+    CHECK(c.status == 0);
+  }
+  SECTION("every supported level: the same kept indices and bitwise the same scores") {
+    const std::vector<std::string> levels = supported_levels(run_tool({"--version"}).out);
+    REQUIRE_FALSE(levels.empty());
+    for (const fs::path& case_dir : {dir, kBundled / "gprune_flat_144x64_clustered_k14", kBundled / "fopru_row_probs_h4_n64_k32"}) {
+      std::string first_scores;
+      for (const std::string& level : levels) {
+        INFO("case " << case_dir.filename().string() << ", TOKENPRUNE_ISA=" << level);
+        const std::string scores = tmp.file("scores_" + level + ".npy");
+        std::vector<std::string> args = prune_args(case_dir);
+        args.insert(args.end(), {"--out", out, "--scores-out", scores, "--report", "json"});
+        const RunResult r = run_tool(args, 300.0, {"TOKENPRUNE_ISA=" + level});
+        INFO(r.describe());
+        REQUIRE(r.exited);
+        REQUIRE(r.status == 0);
+        CHECK(nlohmann::json::parse(r.out).at("isa") == level);
+        CHECK(read_indices(out) == read_indices(case_dir / "expected_keep.npy"));
+        if (first_scores.empty()) first_scores = slurp(scores);
+        else CHECK(slurp(scores) == first_scores);
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// (c3) --scores-out
+// ---------------------------------------------------------------------------------------------------------
+TEST_CASE("tool: --scores-out writes the per-token scores behind the selection", "[tool]") {
+  TempDir tmp;
+  const std::string out = tmp.file("out.npy"), scores = tmp.file("scores.npy");
+
+  SECTION("flat G-Prune: n_tokens float32 scores whose top-k is the kept set") {
+    for (const char* name : {"gprune_flat_144x64_image_k36", "gprune_flat_144x64_image_dup_k36", "gprune_flat_16x8_image_k4"}) {
+      const fs::path dir = kBundled / name;
+      INFO("case " << name);
+      std::vector<std::string> args = prune_args(dir);
+      args.insert(args.end(), {"--out", out, "--scores-out", scores, "--report", "json"});
+      const RunResult r = run_tool(args);
+      INFO(r.describe());
+      REQUIRE(r.exited);
+      REQUIRE(r.status == 0);
+      const nlohmann::json j = nlohmann::json::parse(r.out);
+      CHECK(j.at("scores_out") == scores);
+      const std::vector<float> values = read_scores(scores);
+      const std::vector<index_t> kept = read_indices(out);
+      REQUIRE(values.size() == j.at("n_tokens").get<std::size_t>());
+      CHECK(std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); }));
+      CHECK(kept == read_indices(dir / "expected_keep.npy"));
+      CHECK(top_k(values, static_cast<index_t>(kept.size())) == kept);
+    }
+  }
+  SECTION("LLaVA-NeXT layout: one score per token, +inf for the newline tokens") {
+    // 576 base tokens, then a 3x4 grid with a newline after each row: 591 tokens of seeded random features.
+    const index_t rows = 3, cols = 4, n = 576 + rows * (cols + 1), dim = 8;
+    std::mt19937 rng(11u);
+    std::vector<float> features(static_cast<std::size_t>(n * dim));
+    for (float& v : features) v = static_cast<float>(rng() % 2001) / 1000.0f - 1.0f;
+    write_file(tmp.path / "next.npy", npy_image("<f4", false, "(" + std::to_string(n) + ", " + std::to_string(dim) + ")",
+                                                as_payload(features)));
+    const RunResult r = run_tool({"prune", "--method", "gprune", "--features", tmp.file("next.npy"), "--layout",
+                                  "llava-next", "--grid", "3x4", "--ratio", "0.5", "--out", out, "--scores-out", scores});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    const std::vector<float> values = read_scores(scores);
+    REQUIRE(static_cast<index_t>(values.size()) == n);
+    for (index_t row = 0; row < rows; ++row) {  // the newline closing each grid row is always kept
+      const float v = values[static_cast<std::size_t>(576 + row * (cols + 1) + cols)];
+      CHECK((std::isinf(v) && v > 0));
+    }
+    CHECK(std::count_if(values.begin(), values.end(), [](float v) { return std::isinf(v); }) == rows);
+    const std::vector<index_t> kept = read_indices(out);
+    // Within the base view, the kept tokens are the top-k of its scores (each segment is pruned on its own).
+    std::vector<float> base(values.begin(), values.begin() + 576);
+    std::vector<index_t> kept_base;
+    for (index_t t : kept)
+      if (t < 576) kept_base.push_back(t);
+    CHECK(top_k(base, static_cast<index_t>(kept_base.size())) == kept_base);
+  }
+  SECTION("FoPru: n_tokens finite scores; rank keeps their top-k") {
+    const fs::path dir = kBundled / "fopru_rank_probs_h4_n64_k16";
+    std::vector<std::string> args = prune_args(dir);
+    args.insert(args.end(), {"--out", out, "--scores-out", scores});
+    const RunResult r = run_tool(args);
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    const std::vector<float> values = read_scores(scores);
+    REQUIRE(values.size() == 64);
+    CHECK(std::all_of(values.begin(), values.end(), [](float v) { return std::isfinite(v); }));
+    const std::vector<index_t> kept = read_indices(out);
+    CHECK(top_k(values, static_cast<index_t>(kept.size())) == kept);
+  }
+  SECTION("without --out; and a failed run writes no file") {
+    const RunResult r = run_tool({"prune", "--method", "gprune", "--features", kSmallFeatures.string(), "--keep", "4",
+                                  "--scores-out", scores});
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    CHECK(r.out.find("\nscores    " + scores + "\n") != std::string::npos);
+    CHECK(read_scores(scores).size() == 16);
+    fs::remove(scores);
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", kSmallFeatures.string(), "--keep", "17",
+                                  "--out", out, "--scores-out", scores}),
+                        "--keep");
+    CHECK_FALSE(fs::exists(scores));
+    CHECK_FALSE(fs::exists(out));
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -503,6 +819,8 @@ TEST_CASE("tool: usage and input errors exit 2 with one line and no output file"
       {"repeat 0", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--repeat", "0"}, "--repeat"},
       {"repeat -3", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--repeat", "-3"}, "--repeat"},
       {"report xml", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--report", "xml"}, "--report"},
+      {"isa unknown", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--isa", "sse9"}, "--isa = sse9"},
+      {"isa without value", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--isa"}, "--isa"},
       {"features missing file", {"prune", "--method", "gprune", "--features", T + "nope.npy", "--keep", "4"}, "--features"},
       {"features is a directory", {"prune", "--method", "gprune", "--features", T + "a_directory.npy", "--keep", "4"}, "--features"},
       {"features 1-D", {"prune", "--method", "gprune", "--features", T + "flat.npy", "--keep", "4"}, "--features"},
@@ -521,12 +839,13 @@ TEST_CASE("tool: usage and input errors exit 2 with one line and no output file"
   };
   for (const ErrorCase& c : cases) {
     INFO("error case: " << c.what);
-    const std::string out = T + "out.npy";
+    const std::string out = T + "out.npy", scores = T + "scores.npy";
     std::vector<std::string> args = c.args;
     // (--out goes first so that it cannot become the value of a trailing option that lacks one.)
-    if (!args.empty() && args.front() == "prune") args.insert(args.begin() + 1, {"--out", out});
+    if (!args.empty() && args.front() == "prune") args.insert(args.begin() + 1, {"--out", out, "--scores-out", scores});
     require_usage_error(run_tool(args), c.mention);
     CHECK_FALSE(fs::exists(out));
+    CHECK_FALSE(fs::exists(scores));
   }
   // --out into a missing directory, and onto a directory.
   require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--out", T + "missing/out.npy"}),
@@ -534,6 +853,19 @@ TEST_CASE("tool: usage and input errors exit 2 with one line and no output file"
   CHECK_FALSE(fs::exists(tmp.path / "missing"));
   require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--out", T + "a_directory.npy"}),
                       "--out");
+  // The same for --scores-out, which must also differ from --out; neither file is written.
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--out", T + "out.npy",
+                                "--scores-out", T + "missing/scores.npy"}),
+                      "--scores-out");
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--scores-out", T + "a_directory.npy"}),
+                      "--scores-out");
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--out", T + "same.npy",
+                                "--scores-out", T + "./same.npy"}),
+                      "--scores-out");
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--scores-out", ""}),
+                      "--scores-out");
+  CHECK_FALSE(fs::exists(tmp.path / "out.npy"));
+  CHECK_FALSE(fs::exists(tmp.path / "same.npy"));
   // No temp files left behind by any of these runs.
   for (const auto& entry : fs::directory_iterator(tmp.path))
     CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);

@@ -3,13 +3,21 @@
 //   tokenprune prune --method gprune|fopru-rank|fopru-row (--features F.npy | --attention A.npy)
 //                    (--keep K | --ratio R) [--layout flat|llava-next] [--grid RxC]
 //                    [--threshold T] [--temperature T] [--iterations M] [--axis auto|received|given]
-//                    [--out KEEP.npy] [--repeat N] [--report json]
-//   tokenprune check DIR... [--repeat N]
+//                    [--out KEEP.npy] [--scores-out SCORES.npy] [--repeat N] [--report json]
+//                    [--isa auto|avx512|avx2|portable]
+//   tokenprune check DIR... [--repeat N] [--isa LEVEL]
 //   tokenprune --version | --help
 //
-// Exit status: 0 success (check: every case matched), 1 check found a mismatch, 2 bad usage or bad input.
-// Every error is exactly one line on stderr, "tokenprune: <argument> = <value>: <reason>", and leaves no output
-// file behind: --out is written (atomically, temp file + rename) only after the selection succeeded.
+// Exit status: 0 success (check: every case of an implemented method matched), 1 check found a mismatch, 2 bad
+// usage or bad input. Every error is exactly one line on stderr, "tokenprune: <argument> = <value>: <reason>", and
+// leaves no output file behind: --out and --scores-out are written (atomically, temp file + rename) only after the
+// selection succeeded.
+//
+// `check` runs the cases of the methods this tool implements (kMethods below) and counts the others as "not
+// implemented" without failing; a case of an implemented method that cannot be run is an error.
+//
+// The instruction-set level of the kernels is --isa, else the TOKENPRUNE_ISA environment variable, else the best
+// the CPU supports (core/isa.hpp); an invalid or unsupported level is a usage error (exit 2) before any file is read.
 //
 // `prune` and `check` share one code path: both fill a PruneOptions (from the command line or from case.json),
 // and run_prune() validates it, loads the inputs, builds the pruner, reserves, and times prune() alone.
@@ -30,10 +38,12 @@
 #include <cstdio>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <new>
 #include <optional>
 #include <sstream>
@@ -67,6 +77,32 @@ struct PruneOptions {
 
 enum class Method { gprune, fopru_rank, fopru_row };
 
+// The methods this tool runs: --method values and case.json "method" values. `check` counts cases of any other
+// method as not implemented.
+struct MethodName {
+  std::string_view name;
+  Method method;
+};
+constexpr MethodName kMethods[] = {
+    {"gprune", Method::gprune}, {"fopru-rank", Method::fopru_rank}, {"fopru-row", Method::fopru_row}};
+
+std::optional<Method> method_named(std::string_view name) {
+  for (const MethodName& m : kMethods)
+    if (m.name == name) return m.method;
+  return std::nullopt;
+}
+
+// "gprune, fopru-rank or fopru-row" (separator ", " and last " or "), or with `bar` "gprune | fopru-rank | ...".
+std::string method_list(bool bar = false) {
+  std::string text;
+  const std::size_t count = std::size(kMethods);
+  for (std::size_t i = 0; i < count; ++i) {
+    if (i > 0) text += bar ? " | " : (i + 1 == count ? " or " : ", ");
+    text += kMethods[i].name;
+  }
+  return text;
+}
+
 struct GridSpec {
   index_t rows = 0;
   index_t cols = 0;
@@ -91,6 +127,8 @@ struct Selection {
   std::vector<index_t> kept;
   std::vector<double> select_ms;  // one per repeat
   std::string axis_chosen;        // fopru only: received | given
+  std::vector<float> scores;      // per-token scores of the last prune() (the pruner's, or the layout's)
+  std::string isa;                // instruction-set level the kernels ran at
   double median_ms() const {
     std::vector<double> sorted = select_ms;
     std::sort(sorted.begin(), sorted.end());
@@ -103,6 +141,25 @@ struct Selection {
 std::string version_string() {
   return "tokenprune " + std::to_string(tokenprune::kVersionMajor) + "." + std::to_string(tokenprune::kVersionMinor) +
          "." + std::to_string(tokenprune::kVersionPatch);
+}
+
+// Applies --isa if given, then returns the level in use (TOKENPRUNE_ISA or the best supported one without --isa).
+// Either one naming a level that is unknown or that this CPU lacks is an Error naming --isa or TOKENPRUNE_ISA.
+tokenprune::Isa select_isa(const std::optional<std::string>& isa) {
+  if (isa) {
+    try {
+      tokenprune::set_isa(*isa);
+    } catch (const tokenprune::Error& e) {
+      throw e.renamed("--isa");
+    }
+  }
+  return tokenprune::active_isa();
+}
+
+// --version: the version, then the instruction-set level in use and the ones this CPU supports.
+std::string version_text() {
+  return version_string() + "\nisa: " + tokenprune::isa_name(tokenprune::active_isa()) +
+         " (supported: " + tokenprune::supported_isas() + ")";
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -179,16 +236,12 @@ index_t parse_keep(const std::string& text) {
 
 Plan make_plan(const PruneOptions& o) {
   Plan plan;
-  if (o.method == "gprune") {
-    plan.method = Method::gprune;
-  } else if (o.method == "fopru-rank") {
-    plan.method = Method::fopru_rank;
-  } else if (o.method == "fopru-row") {
-    plan.method = Method::fopru_row;
+  if (const std::optional<Method> method = method_named(o.method)) {
+    plan.method = *method;
   } else if (o.method.empty()) {
-    fail("--method", "missing", "required: gprune, fopru-rank or fopru-row");
+    fail("--method", "missing", "required: " + method_list());
   } else {
-    fail("--method", o.method, "must be gprune, fopru-rank or fopru-row");
+    fail("--method", o.method, "must be " + method_list());
   }
   const bool gprune = plan.method == Method::gprune;
   const std::string& method = o.method;
@@ -348,6 +401,7 @@ Selection run_gprune(const PruneOptions& o, const Plan& plan) {
       s.promised = pruner.kept_count(layout);
       pruner.reserve(n, dim);
       timed_selection(o.repeat, s, [&] { return pruner.prune(inputs, layout); });
+      s.scores.assign(pruner.scores().begin(), pruner.scores().end());  // per token; +Inf for the newlines
     } else {
       check_budget(o, n);
       tokenprune::GPrune pruner(plan.gprune);
@@ -355,6 +409,7 @@ Selection run_gprune(const PruneOptions& o, const Plan& plan) {
       s.promised = pruner.kept_count(inputs.shape(), budget);
       pruner.reserve(n, dim);
       timed_selection(o.repeat, s, [&] { return pruner.prune(inputs, budget); });
+      s.scores.assign(pruner.scores().begin(), pruner.scores().end());
     }
   });
   return s;
@@ -400,6 +455,7 @@ Selection run_fopru(const PruneOptions& o, const Plan& plan) {
     s.promised = pruner.kept_count(inputs.shape(), budget);
     pruner.reserve(n, 0);
     timed_selection(o.repeat, s, [&] { return pruner.prune(inputs, budget); });
+    s.scores.assign(pruner.scores().begin(), pruner.scores().end());
     s.axis_chosen = pruner.chosen_axis() == tokenprune::FoPruAxis::received ? "received" : "given";
   });
   return s;
@@ -411,17 +467,32 @@ Selection run_prune(const PruneOptions& o) {
   Selection s = plan.method == Method::gprune ? run_gprune(o, plan) : run_fopru(o, plan);
   if (static_cast<index_t>(s.kept.size()) != s.promised)
     fail("kept", s.kept.size(), "internal error: differs from kept_count() = " + std::to_string(s.promised));
+  if (static_cast<index_t>(s.scores.size()) != s.n_tokens)
+    fail("scores", s.scores.size(), "internal error: differs from n_tokens = " + std::to_string(s.n_tokens));
+  s.isa = tokenprune::isa_name(tokenprune::active_isa());
   return s;
 }
 
-// --out must be creatable before any work is done (and is written only after the selection succeeded).
-void check_out_path(const std::string& out) {
-  if (out.empty()) fail("--out", "\"\"", "must be a file path");
+// An output file (--out, --scores-out) must be creatable before any work is done (and is written only after the
+// selection succeeded).
+void check_output_path(const std::string& flag, const std::string& out) {
+  if (out.empty()) fail(flag, "\"\"", "must be a file path");
   const fs::path path(out);
   std::error_code error;
-  if (fs::is_directory(path, error)) fail("--out", out, "is a directory");
+  if (fs::is_directory(path, error)) fail(flag, out, "is a directory");
   const fs::path parent = path.parent_path().empty() ? fs::path(".") : path.parent_path();
-  if (!fs::is_directory(parent, error)) fail("--out", out, "parent directory does not exist");
+  if (!fs::is_directory(parent, error)) fail(flag, out, "parent directory does not exist");
+}
+
+// Writes one output file through `write` (the npy writers: temp file + rename, so a failed write leaves no file);
+// errors name the flag and the path.
+template <class Write>
+void write_output(const std::string& flag, const std::string& path, Write&& write) {
+  try {
+    write(path);
+  } catch (const tokenprune::Error& e) {
+    throw e.renamed(flag + " " + path);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -430,10 +501,16 @@ void check_out_path(const std::string& out) {
 struct PruneCommand {
   PruneOptions options;
   std::optional<std::string> out;
+  std::optional<std::string> scores_out;
   std::optional<std::string> report;
+  std::optional<std::string> isa;
 };
 
-nlohmann::json report_json(const Selection& s, const PruneOptions& o, const std::optional<std::string>& out) {
+nlohmann::json report_json(const Selection& s, const PruneCommand& c) {
+  const PruneOptions& o = c.options;
+  const auto path_or_null = [](const std::optional<std::string>& p) {
+    return p ? nlohmann::json(*p) : nlohmann::json(nullptr);
+  };
   nlohmann::json j;
   j["method"] = s.method;
   j["n_tokens"] = s.n_tokens;
@@ -452,13 +529,16 @@ nlohmann::json report_json(const Selection& s, const PruneOptions& o, const std:
   }
   if (o.keep) j["keep"] = *o.keep;
   if (o.ratio) j["ratio"] = *o.ratio;
-  j["out"] = out ? nlohmann::json(*out) : nlohmann::json(nullptr);
+  j["out"] = path_or_null(c.out);
+  j["scores_out"] = path_or_null(c.scores_out);
   j["kept_indices"] = s.kept;
+  j["isa"] = s.isa;
   j["version"] = version_string();
   return j;
 }
 
-void print_summary(const Selection& s, const PruneOptions& o, const std::optional<std::string>& out) {
+void print_summary(const Selection& s, const PruneCommand& c) {
+  const PruneOptions& o = c.options;
   std::ostringstream text;
   text << "method    " << s.method;
   if (s.method == "gprune") {
@@ -480,27 +560,47 @@ void print_summary(const Selection& s, const PruneOptions& o, const std::optiona
   if (s.kept.size() > shown) text << " ...";
   if (s.kept.empty()) text << "(none)";
   text << "\n";
-  if (out) text << "out       " << *out << "\n";
+  text << "isa       " << s.isa << "\n";
+  if (c.out) text << "out       " << *c.out << "\n";
+  if (c.scores_out) text << "scores    " << *c.scores_out << "\n";
   std::cout << text.str() << std::flush;
 }
 
 int run_prune_command(const PruneCommand& c) {
   if (c.report && *c.report != "json") fail("--report", *c.report, "must be json");
   // Everything checkable without data first, so that usage errors do not wait for a large file.
+  select_isa(c.isa);
   make_plan(c.options);
-  if (c.out) check_out_path(*c.out);
+  if (c.out) check_output_path("--out", *c.out);
+  if (c.scores_out) check_output_path("--scores-out", *c.scores_out);
+  if (c.out && c.scores_out) {
+    std::error_code out_error, scores_error;
+    const fs::path out_path = fs::weakly_canonical(*c.out, out_error);
+    const fs::path scores_path = fs::weakly_canonical(*c.scores_out, scores_error);
+    if (*c.out == *c.scores_out || (!out_error && !scores_error && out_path == scores_path))
+      fail("--scores-out", *c.scores_out, "must differ from --out");
+  }
   const Selection s = run_prune(c.options);
+  if (c.scores_out) {
+    const std::int64_t shape[] = {static_cast<std::int64_t>(s.scores.size())};
+    write_output("--scores-out", *c.scores_out,
+                 [&](const std::string& path) { tokenprune::io::write_npy_f32(path, s.scores, shape); });
+  }
   if (c.out) {
     try {
-      tokenprune::io::write_npy_int64(*c.out, s.kept);
-    } catch (const tokenprune::Error& e) {
-      throw e.renamed("--out " + *c.out);
+      write_output("--out", *c.out, [&](const std::string& path) { tokenprune::io::write_npy_int64(path, s.kept); });
+    } catch (...) {
+      if (c.scores_out) {  // all outputs or none
+        std::error_code ignored;
+        fs::remove(*c.scores_out, ignored);
+      }
+      throw;
     }
   }
   if (c.report) {
-    std::cout << report_json(s, c.options, c.out).dump() << "\n" << std::flush;
+    std::cout << report_json(s, c).dump() << "\n" << std::flush;
   } else {
-    print_summary(s, c.options, c.out);
+    print_summary(s, c);
   }
   return 0;
 }
@@ -524,21 +624,40 @@ std::vector<fs::path> find_cases(const std::string& dir) {
   return cases;
 }
 
-// case.json -> the same options `prune` builds from its flags.
-PruneOptions options_from_case(const fs::path& dir, int repeat) {
+// case.json, parsed, and its "method". Unreadable, not JSON, or without a string "method": an Error (a case that
+// cannot say what it is fails, whatever method it was meant for).
+struct CaseSpec {
+  nlohmann::json spec;
+  std::string method;
+};
+
+CaseSpec read_case(const fs::path& dir) {
   const fs::path spec_path = dir / "case.json";
   std::ifstream file(spec_path);
   if (!file) fail(spec_path.string(), "unreadable", "cannot open case.json");
-  nlohmann::json spec;
+  CaseSpec c;
   try {
-    spec = nlohmann::json::parse(file);
+    c.spec = nlohmann::json::parse(file);
   } catch (const std::exception& e) {
     fail(spec_path.string(), "invalid JSON", one_line(e.what()));
   }
+  try {
+    c.method = c.spec.at("method").get<std::string>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(spec_path.string(), "invalid case", one_line(e.what()));
+  }
+  if (c.method.empty()) fail(spec_path.string(), "invalid case", "\"method\" is empty");
+  return c;
+}
+
+// case.json of an implemented method -> the same options `prune` builds from its flags.
+PruneOptions options_from_case(const fs::path& dir, const CaseSpec& c, int repeat) {
+  const fs::path spec_path = dir / "case.json";
+  const nlohmann::json& spec = c.spec;
   PruneOptions o;
   o.repeat = repeat;
+  o.method = c.method;
   try {
-    o.method = spec.at("method").get<std::string>();
     if (spec.contains("keep")) o.keep = spec.at("keep").get<index_t>();
     if (spec.contains("ratio")) o.ratio = spec.at("ratio").get<double>();
     const auto grid_text = [&] {
@@ -562,9 +681,8 @@ PruneOptions options_from_case(const fs::path& dir, int repeat) {
   return o;
 }
 
-std::optional<std::string> reference_axis(const fs::path& dir) {
-  std::ifstream file(dir / "case.json");
-  const nlohmann::json spec = nlohmann::json::parse(file, nullptr, false);
+std::optional<std::string> reference_axis(const CaseSpec& c) {
+  const nlohmann::json& spec = c.spec;
   if (spec.is_object() && spec.contains("axis_chosen_by_reference") && spec["axis_chosen_by_reference"].is_string())
     return spec["axis_chosen_by_reference"].get<std::string>();
   return std::nullopt;
@@ -582,10 +700,12 @@ std::vector<index_t> expected_keep(const fs::path& dir) {
 struct CheckCommand {
   std::vector<std::string> dirs;
   int repeat = 3;
+  std::optional<std::string> isa;
 };
 
 int run_check_command(const CheckCommand& c) {
   if (c.repeat < 1) fail("--repeat", c.repeat, "must be >= 1");
+  select_isa(c.isa);
   std::vector<fs::path> cases;
   for (const std::string& dir : c.dirs) {
     const std::vector<fs::path> found = find_cases(dir);
@@ -595,6 +715,7 @@ int run_check_command(const CheckCommand& c) {
   for (const fs::path& dir : cases) name_width = std::max(name_width, dir.filename().string().size());
 
   std::size_t passed = 0, failed = 0, errors = 0;
+  std::map<std::string, std::size_t> not_implemented;  // method -> cases, by name
   const auto row = [&](const std::string& name, const std::string& method, const std::string& n,
                        const std::string& kept, const std::string& match, const std::string& ms) {
     std::cout << std::left << std::setw(static_cast<int>(name_width)) << name << "  " << std::setw(10) << method
@@ -606,13 +727,18 @@ int run_check_command(const CheckCommand& c) {
     const std::string name = dir.filename().string();
     std::string method = "?";
     try {
-      const PruneOptions options = options_from_case(dir, c.repeat);
-      method = options.method;
+      const CaseSpec spec = read_case(dir);
+      if (!method_named(spec.method)) {  // a method this tool does not implement (yet): counted, not run
+        ++not_implemented[spec.method];
+        continue;
+      }
+      method = spec.method;
+      const PruneOptions options = options_from_case(dir, spec, c.repeat);
       const Selection s = run_prune(options);
       const std::vector<index_t> expected = expected_keep(dir);
       bool match = s.kept == expected;
       if (!s.axis_chosen.empty()) {
-        const auto axis = reference_axis(dir);
+        const auto axis = reference_axis(spec);
         if (axis && *axis != s.axis_chosen) match = false;
       }
       std::ostringstream ms;
@@ -628,7 +754,20 @@ int run_check_command(const CheckCommand& c) {
     }
     std::cout << std::flush;
   }
-  std::cout << "check: " << passed << " passed, " << failed << " failed\n" << std::flush;
+  // "check: P passed, F failed", then ", N not implemented (method count, ...)" when some cases were not run.
+  std::cout << "check: " << passed << " passed, " << failed << " failed";
+  std::size_t skipped = 0;
+  for (const auto& [m, count] : not_implemented) skipped += count;
+  if (skipped > 0) {
+    std::cout << ", " << skipped << " not implemented (";
+    bool first = true;
+    for (const auto& [m, count] : not_implemented) {
+      std::cout << (first ? "" : ", ") << m << " " << count;
+      first = false;
+    }
+    std::cout << ")";
+  }
+  std::cout << "\n" << std::flush;
   if (errors > 0) return 2;
   return failed > 0 ? 1 : 0;
 }
@@ -638,15 +777,16 @@ int run_check_command(const CheckCommand& c) {
 // ---------------------------------------------------------------------------------------------------------
 int run_main(int argc, char** argv) {
   CLI::App app{"Visual-token pruning (G-Prune, FoPru) on .npy inputs; see `tokenprune prune --help`.", "tokenprune"};
-  app.set_version_flag("--version", version_string());
+  app.set_version_flag("--version", std::function<std::string()>(version_text),
+                       "print the version and the instruction-set levels (in use, supported), then exit");
   app.require_subcommand(1, 1);
 
   PruneCommand prune;
-  std::string method, features, attention, layout, grid, axis, out, report, keep;
+  std::string method, features, attention, layout, grid, axis, out, scores_out, report, keep, prune_isa, check_isa;
   double ratio = 0.0, threshold = 0.0, temperature = 0.0;
   int iterations = 0, repeat = 1;
   CLI::App* p = app.add_subcommand("prune", "select the tokens to keep and write their indices");
-  auto* o_method = p->add_option("--method", method, "gprune | fopru-rank | fopru-row");
+  auto* o_method = p->add_option("--method", method, method_list(true));
   auto* o_features = p->add_option("--features", features, "G-Prune input [n, d] (.npy, float32/float16)");
   auto* o_attention = p->add_option("--attention", attention, "FoPru input [heads, n, n] (.npy, float32/float16)");
   auto* o_keep = p->add_option("--keep", keep, "budget: number of tokens to keep")->type_name("INT");
@@ -658,13 +798,22 @@ int run_main(int argc, char** argv) {
   auto* o_iterations = p->add_option("--iterations", iterations, "G-Prune propagation steps (default 5)");
   auto* o_axis = p->add_option("--axis", axis, "FoPru significance: auto (default) | received | given");
   auto* o_out = p->add_option("--out", out, "write the kept indices (int64, 1-D, ascending) to this .npy");
+  auto* o_scores_out = p->add_option(
+      "--scores-out", scores_out,
+      "write the per-token scores (float32, 1-D, n_tokens) to this .npy: G-Prune's propagated scores (llava-next: "
+      "each segment's own, +inf for the always-kept newline tokens), FoPru's significance");
   p->add_option("--repeat", repeat, "time the selection this many times (median reported)");
   auto* o_report = p->add_option("--report", report, "json: print one JSON object instead of the summary");
+  const std::string isa_help =
+      "kernel instruction-set level: auto | avx512 | avx2 | portable (default: the TOKENPRUNE_ISA environment "
+      "variable, else auto = the best this CPU supports; every level gives the same answers)";
+  auto* o_prune_isa = p->add_option("--isa", prune_isa, isa_help)->type_name("LEVEL");
 
   CheckCommand check;
   CLI::App* c = app.add_subcommand("check", "run reference case folders (case.json) and compare with expected_keep.npy");
   c->add_option("DIR", check.dirs, "case folders, or folders of case folders")->required();
   c->add_option("--repeat", check.repeat, "timing repeats per case (median reported)");
+  auto* o_check_isa = c->add_option("--isa", check_isa, isa_help)->type_name("LEVEL");
 
   // CLI11 would call an unknown first word "A subcommand is required"; name it instead.
   if (argc > 1) {
@@ -694,10 +843,13 @@ int run_main(int argc, char** argv) {
     if (o_axis->count()) o.axis = axis;
     o.repeat = repeat;
     if (o_out->count()) prune.out = out;
+    if (o_scores_out->count()) prune.scores_out = scores_out;
     if (o_report->count()) prune.report = report;
-    if (!o_method->count()) fail("--method", "missing", "required: gprune, fopru-rank or fopru-row");
+    if (o_prune_isa->count()) prune.isa = prune_isa;
+    if (!o_method->count()) fail("--method", "missing", "required: " + method_list());
     return run_prune_command(prune);
   }
+  if (o_check_isa->count()) check.isa = check_isa;
   return run_check_command(check);
 }
 
