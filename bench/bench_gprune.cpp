@@ -5,10 +5,11 @@
 //   BM_GPruneNaive/<case>          the published computation, dense, in plain Eigen: normalize, full GEMM Gram,
 //                                  dense P (softmax with -5000 non-edge logits), P^m by binary powering (as
 //                                  torch.linalg.matrix_power: 3 products for m = 5), w P^m, / degree, top-k
-//   BM_SyrkFloor/<case>            Eigen SYRK (selfadjointView<Lower>().rankUpdate) of the same unit rows: the
-//                                  practical floor of G-Prune (single-threaded: Eigen does not parallelize it)
-//   BM_SyrkFloor2T/<case>          the same lower triangle split over 2 std::threads with balanced work, the floor
-//                                  to compare with the library running 2 OpenMP threads
+//   BM_SyrkFloor/<case>            Eigen SYRK (selfadjointView<Lower>().rankUpdate) of the same unit rows, single-
+//                                  threaded (Eigen does not parallelize it). For reference: the floor that counts
+//                                  is OpenBLAS's, BM_SyrkOpenBLAS / BM_SyrkOpenBLAS2T in bench_openblas.cpp
+//   BM_SyrkFloor2T/<case>          the same lower triangle split over 2 std::threads with balanced work, to
+//                                  compare with the library running 2 OpenMP threads
 //   BM_GPruneVideo/<frames>_d1024  16/32/64 frames x 576 tokens, one flat graph (the sparse path). Large
 //                                  (64 frames: ~1.4 TFLOP); exclude them with --benchmark_filter=-Video
 //

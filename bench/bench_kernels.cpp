@@ -1,7 +1,8 @@
 // Kernel benchmarks: the pieces G-Prune is built from, each alone.
 //
 //   BM_Gram/<case>              kernels::GramWorkspace::lower_gram, whole lower triangle into an n x n buffer,
-//                               no-op tile callback: the library's Gram, to compare with BM_SyrkFloor(2T)
+//                               no-op tile callback: the library's Gram, to compare with BM_SyrkOpenBLAS(2T)
+//                               (bench_openblas.cpp, the floor that counts) and BM_SyrkFloor(2T) (Eigen)
 //   BM_Normalize/<case>/<dtype> kernels::normalize_rows (widening, NaN/Inf check, norm in double, divide)
 //   BM_Propagate/<n>            kernels::propagate over the dense lower triangle of E, 5 iterations
 //   BM_TopK/<n>                 kernels::top_k_ascending, k = n / 2, random scores

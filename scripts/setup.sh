@@ -9,6 +9,8 @@ packages=(
   catch2            # tests (Catch2 2.13 on Debian 12; Catch2 3 also works)
   libcli11-dev nlohmann-json3-dev  # command-line tool (and case.json in tests)
   libbenchmark-dev  # benchmarks (Google Benchmark 1.7.1)
+  libopenblas-dev   # benchmarks only: the OpenBLAS SYRK floor (BM_SyrkOpenBLAS); the library and tests never use it
+  python3-numpy     # bench/run_figures.sh only: synthetic features (bench/make_features.py)
   clang libclang-rt-14-dev  # sanitizers and libFuzzer
 )
 
