@@ -84,25 +84,26 @@ void propagate(benchmark::State& state, const std::string& name, std::size_t gra
   std::vector<double> v(un), share(un);  // propagated mass and mass per unit weight (double, as GPrune keeps them)
   for (index_t i = 0; i < n; ++i) norms[static_cast<std::size_t>(i)] = 1.0f;  // unit rows: every token non-zero
   const kernels::EdgeRule rule{0.5f, 0.03f};
+  const kernels::KernelTable& level = kernels::active_kernels();
   kernels::GramWorkspace workspace;
   workspace.reserve(n, u.cols());
   workspace.lower_gram(
       view(u), n, true, [&](index_t i0) { return weights.data() + i0 * n; },
       [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld) {
-        rule.apply(tile, i0, j0, h, w, ld, norms);
+        rule.apply(tile, i0, j0, h, w, ld, norms, level);
         for (index_t a = 0; a < h; ++a)  // mirror, as GPrune does
           for (index_t b = 0; b < (i0 == j0 ? a : w); ++b) weights[static_cast<std::size_t>((j0 + b) * n + i0 + a)] = tile[a * ld + b];
       },
       [](index_t, index_t) {});
   // Every token its own node (no duplicate tokens in this data): multiplicity 1.
   const std::vector<index_t> multiplicity(un, 1);
-  auto dense_row = [&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights.data() + i * n, n); };
+  auto dense_row = [&](index_t i, auto visit) { visit(nullptr, weights.data() + i * n, n); };
   kernels::NeighbourStats stats;
-  stats.compute(n, n, dense_row, multiplicity);
+  stats.compute(n, n, dense_row, multiplicity, level);
   constexpr int kIterations = 5;
   for (auto _ : state) {
     std::fill(v.begin(), v.end(), 1.0);
-    kernels::propagate(n, n, dense_row, stats.rowsum, multiplicity, kIterations, v, share);
+    kernels::propagate(n, n, dense_row, stats.rowsum, multiplicity, kIterations, v, share, level);
     benchmark::DoNotOptimize(v.data());
     benchmark::ClobberMemory();
   }

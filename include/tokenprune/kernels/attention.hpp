@@ -53,29 +53,10 @@ class AttentionAccumulator {
 
   // Adds query row i (n fp32 values) of a head in `group`. Different groups may be added from different threads.
   // Returns false, when the row holds a NaN or Inf (the caller reports it after any parallel loop).
-  [[nodiscard]] bool add_row(index_t group, index_t i, const float* row) {
-    using Lanes = Eigen::Array<double, kLanes, 1>;
-    using Values = Eigen::Array<float, kLanes, 1>;
-    const index_t n = n_;
+  [[nodiscard]] bool add_row(index_t group, index_t i, const float* row, const KernelTable& kernels) {
     double* received = partial_.data() + 2 * group * stride_;
     double* given = received + stride_;
-    Lanes lanes = Lanes::Zero();
-    const index_t full = n - n % kLanes;
-    for (index_t j = 0; j < full; j += kLanes) {
-      const Lanes value = Eigen::Map<const Values>(row + j).template cast<double>();
-      lanes += value;
-      Eigen::Map<Lanes>(received + j) += value;
-    }
-    for (index_t j = full; j < n; ++j) {
-      const double value = row[j];
-      lanes[j - full] += value;
-      received[j] += value;
-    }
-    // Lanes reduced by halving (lane l plus lane l + half): a few vector adds instead of a 16-add dependency
-    // chain per row, which profiled at a fifth of the pass.
-    const Eigen::Array<double, 8, 1> eight = lanes.template head<8>() + lanes.template tail<8>();
-    const Eigen::Array<double, 4, 1> four = eight.template head<4>() + eight.template tail<4>();
-    const double total = (four[0] + four[2]) + (four[1] + four[3]);
+    const double total = kernels.attention_row(row, n_, received);
     given[i] += total;
     return std::isfinite(total);  // a NaN or Inf anywhere in the row reaches the total
   }
@@ -123,11 +104,12 @@ void attention_sums(const AttentionMaps& maps, AttentionAccumulator& sums, std::
   };
   index_t first_bad[kHeadGroups];  // per group: h * n + i of its first row with a NaN/Inf, or -1
   std::fill_n(first_bad, kHeadGroups, index_t{-1});
+  const KernelTable& kernels = active_kernels();
   auto group = [&](index_t g, int worker) {
     float* buffer = row_buffer.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(padded(n, 16));
     for (index_t h = group_first_head(g, heads); h < group_first_head(g + 1, heads); ++h)
       for (index_t i = 0; i < n; ++i)
-        if (!sums.add_row(g, i, row_of(h, i, buffer))) {
+        if (!sums.add_row(g, i, row_of(h, i, buffer), kernels)) {
           first_bad[g] = h * n + i;  // nothing may throw inside a parallel loop: reported below
           return;
         }
@@ -157,7 +139,7 @@ inline double variance(std::span<const double> values) {
   for (double v : values) mean += v;
   mean /= static_cast<double>(n);
   double sum_sq = 0.0;
-  for (double v : values) sum_sq += (v - mean) * (v - mean);
+  for (double v : values) sum_sq = std::fma(v - mean, v - mean, sum_sq);  // explicit: no -ffp-contract choice
   return sum_sq / static_cast<double>(n - 1);
 }
 
@@ -169,11 +151,12 @@ class QueryKeyReducer {
  public:
   void reserve(index_t max_tokens, index_t head_dim) {
     const auto n = static_cast<std::size_t>(max_tokens), dh = static_cast<std::size_t>(head_dim);
-    products_.reserve(std::max(max_tokens, kTile), head_dim);
+    products_.reserve_product(std::min(max_tokens, kTile), max_tokens, head_dim);
     keys_.reserve(n * dh);
     queries_.reserve(static_cast<std::size_t>(kTile) * dh);
     logits_.reserve(static_cast<std::size_t>(kTile) * n);
     key_sum_.reserve(dh);
+    row_.reserve(dh);
     query_sum_.reserve(dh);
   }
 
@@ -218,6 +201,7 @@ class QueryKeyReducer {
   void softmax_head(index_t group, const TokenMatrix& query_view, const RowMap<float>& keys, float scale,
                     index_t skip, AttentionAccumulator& accumulator) {
     const index_t total = keys.rows(), dh = keys.cols();
+    const KernelTable& kernels = active_kernels();
     const ConstRowMap<float> key_rows(keys.data(), total, dh, Eigen::OuterStride<>(dh));
     for (index_t i0 = skip; i0 < total; i0 += kTile) {
       const index_t rows = std::min(kTile, total - i0);
@@ -229,14 +213,9 @@ class QueryKeyReducer {
       });
       products_.product(ConstRowMap<float>(queries_.data(), rows, dh, Eigen::OuterStride<>(dh)), key_rows,
                         logits_.data(), total);
-      for (index_t r = 0; r < rows; ++r) {
-        Eigen::Map<Eigen::ArrayXf> p(logits_.data() + r * total, total);
-        p *= scale;
-        p = (p - p.maxCoeff()).exp();
-        p /= p.sum();
-      }
+      for (index_t r = 0; r < rows; ++r) kernels.softmax_row(logits_.data() + r * total, total, scale);
       for (index_t r = 0; r < rows; ++r)  // finite queries and keys give finite probabilities
-        if (!accumulator.add_row(group, i0 + r - skip, logits_.data() + r * total + skip))
+        if (!accumulator.add_row(group, i0 + r - skip, logits_.data() + r * total + skip, kernels))
           fail("query_keys", "softmax row " + std::to_string(i0 + r), "is not finite");
     }
   }
@@ -245,26 +224,34 @@ class QueryKeyReducer {
   void logit_head(const TokenMatrix& query_view, const RowMap<float>& keys, float scale, index_t skip,
                   Eigen::Map<Eigen::VectorXd>& row_total, Eigen::Map<Eigen::VectorXd>& column_total) {
     const index_t total = keys.rows(), dh = keys.cols();
-    key_sum_.assign(static_cast<std::size_t>(dh), 0.0);
-    query_sum_.assign(static_cast<std::size_t>(dh), 0.0);
-    Eigen::Map<Eigen::RowVectorXd> key_sum(key_sum_.data(), dh), query_sum(query_sum_.data(), dh);
-    for (index_t j = skip; j < total; ++j) key_sum += keys.row(j).template cast<double>();
-    queries_.resize(static_cast<std::size_t>(dh));
-    Eigen::Map<Eigen::RowVectorXf> query(queries_.data(), dh);
+    const KernelTable& kernels = active_kernels();
+    const auto udh = static_cast<std::size_t>(dh);
+    key_sum_.assign(udh, 0.0);
+    query_sum_.assign(udh, 0.0);
+    row_.resize(udh);
+    for (index_t j = skip; j < total; ++j)  // additions only: the same bits at any width
+      for (std::size_t c = 0; c < udh; ++c) key_sum_[c] += static_cast<double>(keys(j, static_cast<index_t>(c)));
+    queries_.resize(udh);
+    const double s = scale;
     visit_dtype(query_view.dtype(), [&]<class T>(T) {
       for (index_t i = skip; i < total; ++i) {
-        load_row(query_view.as<T>(), i, query.data(), "query_keys.queries");
-        query_sum += query.template cast<double>();
-        row_total[i - skip] += static_cast<double>(scale) * query.template cast<double>().dot(key_sum);
+        load_row(query_view.as<T>(), i, queries_.data(), "query_keys.queries");
+        for (std::size_t c = 0; c < udh; ++c) {
+          row_[c] = queries_[c];
+          query_sum_[c] += row_[c];
+        }
+        row_total[i - skip] = std::fma(s, kernels.dot(row_.data(), key_sum_.data(), dh), row_total[i - skip]);
       }
     });
-    for (index_t j = skip; j < total; ++j)
-      column_total[j - skip] += static_cast<double>(scale) * keys.row(j).template cast<double>().dot(query_sum);
+    for (index_t j = skip; j < total; ++j) {
+      for (std::size_t c = 0; c < udh; ++c) row_[c] = keys(j, static_cast<index_t>(c));
+      column_total[j - skip] = std::fma(s, kernels.dot(row_.data(), query_sum_.data(), dh), column_total[j - skip]);
+    }
   }
 
   GramWorkspace products_;
   std::vector<float> keys_, queries_, logits_;
-  std::vector<double> key_sum_, query_sum_;
+  std::vector<double> key_sum_, query_sum_, row_;
 };
 
 }  // namespace tokenprune::kernels

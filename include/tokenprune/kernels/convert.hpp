@@ -4,6 +4,7 @@
 
 #include <tokenprune/core/error.hpp>
 #include <tokenprune/core/views.hpp>
+#include <tokenprune/kernels/levels.hpp>
 
 #include <cmath>
 #include <cstdint>
@@ -11,9 +12,6 @@
 #include <sstream>
 #include <string>
 
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
 
 namespace tokenprune::kernels {
 
@@ -25,22 +23,14 @@ namespace detail {
 }
 }  // namespace detail
 
-// Widens n 16-bit values to fp32 (exact, so every path gives the same floats). fp16 uses the F16C instruction
-// where the target has it: Eigen 3.4's cast measured 3x slower (16 x 576 x 576 maps: 0.46 ms against 0.15 to
-// 0.19 ms). bf16 is the top half of an fp32: a shift, written so that it vectorizes (Eigen converts bf16 one
-// element at a time).
+// Widens n 16-bit values to fp32, exactly, with the active level's conversion (F16C on the x86 levels: Eigen
+// 3.4's element-wise cast measured 3x slower on 16 x 576 x 576 maps, 0.46 against 0.15 to 0.19 ms). bf16 is the
+// top half of an fp32: a shift.
 inline void widen(const Eigen::half* src, float* dst, index_t n) {
-  index_t j = 0;
-#if defined(__F16C__)
-  for (; j + 8 <= n; j += 8)
-    _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
-#endif
-  for (; j < n; ++j) dst[j] = static_cast<float>(src[j]);
+  active_kernels().widen_half(reinterpret_cast<const std::uint16_t*>(src), dst, n);
 }
 inline void widen(const Eigen::bfloat16* src, float* dst, index_t n) {
-  const auto* bits = reinterpret_cast<const std::uint16_t*>(src);
-  auto* out = reinterpret_cast<std::uint32_t*>(dst);
-  for (index_t j = 0; j < n; ++j) out[j] = static_cast<std::uint32_t>(bits[j]) << 16;
+  active_kernels().widen_bf16(reinterpret_cast<const std::uint16_t*>(src), dst, n);
 }
 
 // Copies token `row` of `x` into `out` (dim floats), widening 16-bit types; rejects NaN/Inf.

@@ -13,6 +13,7 @@
 // (compressed rows holding only the edges, filled one row panel at a time, for video-scale n).
 
 #include <tokenprune/core/types.hpp>
+#include <tokenprune/kernels/levels.hpp>
 #include <tokenprune/kernels/parallel.hpp>
 
 #include <algorithm>
@@ -38,62 +39,21 @@ struct EdgeRule {
   // tile only j <= i). The diagonal is set from the definition, not from rounding: s_ii = |u_i|^2 with
   // u_i = x_i / max(w_i, 1e-12), i.e. exactly 1 for w_i >= 1e-12 (tau = 1 must keep the self-edge), (w_i/1e-12)^2
   // below that, and 0 for a zero token, which therefore has no neighbour at all.
-  void apply(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, std::span<const float> norms) const {
+  void apply(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, std::span<const float> norms,
+             const KernelTable& kernels) const {
     const float max_logit = 1.0f / temperature;
     for (index_t a = 0; a < h; ++a) {
       const index_t i = i0 + a;
       const index_t width = i0 == j0 ? a + 1 : w;
       if (i0 == j0) tile[a * ld + a] = self_similarity(norms[static_cast<std::size_t>(i)]);
-      Eigen::Map<Eigen::ArrayXf> s(tile + a * ld, width);
-      s = (s >= threshold).select((s / temperature - max_logit).exp(), 0.0f);
+      kernels.edge_weights(tile + a * ld, width, threshold, temperature, max_logit);
     }
   }
 };
 
-// a * b + c with one rounding where the target has a fused multiply-add, two where it has none. Spelled out
-// because compilers contract a * b + c differently in differently vectorized loops, which would make the dense
-// and the sparse path round differently.
-inline double multiply_add(double a, double b, double c) noexcept {
-#if defined(FP_FAST_FMA)
-  return std::fma(a, b, c);
-#else
-  return a * b + c;
-#endif
-}
-
-// Column accessor of a dense row: the t-th stored entry is column t.
-struct DenseColumns {
-  index_t operator()(index_t t) const noexcept { return t; }
-};
-
-// sum_j e_j x_cols(j) over one row's stored entries, in an order fixed by the column index alone: four partial
-// sums picked by column mod 4, added in ascending column order, then ((p0 + p1) + (p2 + p3)). A zero weight adds
-// exactly nothing, so a dense row and the compressed row of the same graph give bitwise equal results; the dense
-// form is the same arithmetic, unrolled so that it vectorizes.
-template <class Cols>
-double row_dot(const Cols& cols, const float* e, index_t count, const double* x) {
-  if constexpr (std::is_same_v<Cols, DenseColumns>) {
-    double p0 = 0.0, p1 = 0.0, p2 = 0.0, p3 = 0.0;  // separate variables: compilers fuse them into one vector
-    index_t t = 0;
-    for (; t + 4 <= count; t += 4) {
-      p0 = multiply_add(e[t], x[t], p0);
-      p1 = multiply_add(e[t + 1], x[t + 1], p1);
-      p2 = multiply_add(e[t + 2], x[t + 2], p2);
-      p3 = multiply_add(e[t + 3], x[t + 3], p3);
-    }
-    if (t < count) p0 = multiply_add(e[t], x[t], p0);  // column t is 0 mod 4
-    if (t + 1 < count) p1 = multiply_add(e[t + 1], x[t + 1], p1);
-    if (t + 2 < count) p2 = multiply_add(e[t + 2], x[t + 2], p2);
-    return (p0 + p1) + (p2 + p3);
-  } else {
-    double partial[4] = {0.0, 0.0, 0.0, 0.0};
-    for (index_t t = 0; t < count; ++t) {
-      const index_t j = cols(t);
-      partial[j & 3] = multiply_add(e[t], x[j], partial[j & 3]);
-    }
-    return (partial[0] + partial[1]) + (partial[2] + partial[3]);
-  }
-}
+// Rows of E are visited as (cols, weights, count): cols == nullptr for a dense row (the t-th entry is column t),
+// else the ascending column of each stored entry. kernels.row_dot sums over either in the same fixed order, so a
+// dense row and the compressed row of the same graph give bitwise equal results (level_body.inl).
 
 // rowsum_i = sum_j m_j e_ij and degree_i = sum_j m_j [e_ij > 0], where node j stands for m_j identical tokens
 // (m_j = 1 without duplicates). Nodes without any neighbour get degree n_tokens (their row of P is uniform over
@@ -110,17 +70,17 @@ struct NeighbourStats {
 
   template <class Rows>
   void compute(index_t nodes, index_t n_tokens, Rows rows, std::span<const index_t> node_multiplicity,
-               const Executor& executor = {}) {
+               const KernelTable& kernels, const Executor& executor = {}) {
     const auto count = static_cast<std::size_t>(nodes);
     rowsum.resize(count);
     degree.resize(count);
     multiplicity.assign(node_multiplicity.begin(), node_multiplicity.begin() + nodes);
     for_each_row(executor, nodes, nodes, [&](index_t i) {
-      rows(i, [&](const auto& cols, const float* e, index_t entries) {
-        rowsum[static_cast<std::size_t>(i)] = row_dot(cols, e, entries, multiplicity.data());
+      rows(i, [&](const std::int32_t* cols, const float* e, index_t entries) {
+        rowsum[static_cast<std::size_t>(i)] = kernels.row_dot(cols, e, entries, multiplicity.data());
         index_t neighbours = 0;  // integer sums: any order gives the same count
         for (index_t t = 0; t < entries; ++t)
-          neighbours += e[t] > 0.0f ? node_multiplicity[static_cast<std::size_t>(cols(t))] : 0;
+          neighbours += e[t] > 0.0f ? node_multiplicity[static_cast<std::size_t>(cols ? cols[t] : t)] : 0;
         degree[static_cast<std::size_t>(i)] = neighbours > 0 ? neighbours : n_tokens;
       });
     });
@@ -149,15 +109,15 @@ inline double shares(std::span<const double> v, std::span<const double> rowsum, 
 template <class Rows>
 void propagate(index_t nodes, index_t n_tokens, Rows rows, std::span<const double> rowsum,
                std::span<const index_t> multiplicity, int iterations, std::span<double> v, std::span<double> share,
-               const Executor& executor = {}) {
+               const KernelTable& kernels, const Executor& executor = {}) {
   const auto count = static_cast<std::size_t>(nodes);
   for (int step = 0; step < iterations; ++step) {
     if (step > 0)  // per-token values back to node totals
       for (std::size_t i = 0; i < count; ++i) v[i] *= static_cast<double>(multiplicity[i]);
     const double uniform = shares(v.first(count), rowsum.first(count), share.first(count)) / static_cast<double>(n_tokens);
     for_each_row(executor, nodes, nodes, [&](index_t i) {  // E is symmetric: (v P)_i = sum_j e_ij share_j
-      rows(i, [&](const auto& cols, const float* e, index_t entries) {
-        v[static_cast<std::size_t>(i)] = uniform + row_dot(cols, e, entries, share.data());
+      rows(i, [&](const std::int32_t* cols, const float* e, index_t entries) {
+        v[static_cast<std::size_t>(i)] = uniform + kernels.row_dot(cols, e, entries, share.data());
       });
     });
   }
@@ -229,9 +189,7 @@ class SparseGraph {
   template <class Visit>
   void row(index_t i, Visit visit) const {
     const auto begin = row_start_[static_cast<std::size_t>(i)];
-    const std::int32_t* cols = column_.data() + begin;
-    visit([cols](index_t t) { return static_cast<index_t>(cols[t]); }, weight_.data() + begin,
-          row_start_[static_cast<std::size_t>(i) + 1] - begin);
+    visit(column_.data() + begin, weight_.data() + begin, row_start_[static_cast<std::size_t>(i) + 1] - begin);
   }
 
  private:

@@ -99,12 +99,13 @@ class GPrune {
     const auto node_multiplicity = std::span<const index_t>(multiplicity_).first(static_cast<std::size_t>(nodes));
 
     const kernels::EdgeRule rule{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
+    const kernels::KernelTable& level = kernels::active_kernels();
     // Neighbour statistics, then propagation, over whole rows of E however they are stored.
     auto flow = [&](auto rows) {
-      stats_.compute(nodes, n, rows, node_multiplicity, executor());
+      stats_.compute(nodes, n, rows, node_multiplicity, level, executor());
       if (config_.iterations > 0)
         kernels::propagate(nodes, n, rows, stats_.rowsum, node_multiplicity, config_.iterations, mass_, share_,
-                           executor());
+                           level, executor());
     };
     auto sparse_row = [&](index_t i, auto visit) { graph_.row(i, visit); };
     if (nodes <= config_.max_dense_tokens) {
@@ -116,7 +117,7 @@ class GPrune {
       gram_.lower_gram(
           node_units, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; },
           [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
-            rule.apply(tile, i0, j0, h, w, stride, node_norms_);
+            rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
           },
           [](index_t, index_t) {});
       if (lower_edges(nodes) <= edge_budget(nodes)) {
@@ -126,7 +127,7 @@ class GPrune {
         flow(sparse_row);
       } else {
         mirror_lower(nodes);
-        flow([&](index_t i, auto visit) { visit(kernels::DenseColumns{}, weights_.data() + i * ld, nodes); });
+        flow([&](index_t i, auto visit) { visit(nullptr, weights_.data() + i * ld, nodes); });
       }
     } else {
       // Sparse: one row panel of the Gram at a time; only the edges are kept.
@@ -135,7 +136,7 @@ class GPrune {
       gram_.lower_gram(
           node_units, nodes, false, [&](index_t) { return weights_.data(); },
           [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
-            rule.apply(tile, i0, j0, h, w, stride, node_norms_);
+            rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
           },
           [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, nodes); });
       graph_.complete();

@@ -1,0 +1,227 @@
+// The hot kernels, written once and compiled once per instruction-set level: kernels/levels.hpp includes this
+// file inside namespace level_<name>, after defining that level's vector type V, under the level's target
+// pragma. No #include here: everything this file needs is included by levels.hpp before the pragma.
+//
+// Fixed-order arithmetic: every result is defined by operations whose order and rounding do not depend on the
+// level, so all levels give the same bits.
+// - A Gram entry is the fp32 FMA chain over the feature index in order: s = fma(a_d-1, b_d-1, ... fma(a_0, b_0, 0)).
+//   The micro-kernel vectorizes over output columns, so each lane runs exactly that chain at any width and any
+//   depth blocking (a depth block ends with a store and resumes with a load of the same fp32 value).
+// - Double-precision reductions use lanes fixed by the element index (element j goes to lane j mod L for a fixed
+//   L), each lane a sequential chain, the lanes added in a fixed pairwise order.
+// - Every multiply-add is written as an fma, so no compiler contraction (-ffp-contract) has anything to fuse.
+
+// ---------------------------------------------------------------------------------------------------- exp
+// exp(x) for fp32, Cody-Waite reduction and a degree-6 polynomial, all steps explicit fmas: x = n ln2 + r with
+// n = nearest(x log2e), |r| <= ln2/2, exp(r) = 1 + r + r^2 p(r), then scaled by 2^n in two exact power-of-two
+// factors (so results down to the subnormal range round once, like any multiplication). Inputs are clamped to
+// [-104, 88]: below, the result is 0 or the smallest subnormal; G-Prune and softmax only feed x <= ~0.
+// Max error about 1 ulp.
+inline typename V::F exp_fixed(typename V::F x) {
+  using F = typename V::F;
+  x = V::min(V::max(x, V::set1(-104.0f)), V::set1(88.0f));
+  const F n = V::round_nearest(V::mul(x, V::set1(1.44269504088896341f)));
+  F r = V::fma(n, V::set1(-0.693359375f), x);  // ln2 split so that n * hi is exact for |n| <= 2^8
+  r = V::fma(n, V::set1(2.12194440e-4f), r);
+  F p = V::set1(1.9875691500e-4f);
+  p = V::fma(p, r, V::set1(1.3981999507e-3f));
+  p = V::fma(p, r, V::set1(8.3334519073e-3f));
+  p = V::fma(p, r, V::set1(4.1665795894e-2f));
+  p = V::fma(p, r, V::set1(1.6666665459e-1f));
+  p = V::fma(p, r, V::set1(5.0000001201e-1f));
+  const F r2 = V::mul(r, r);
+  F y = V::fma(p, r2, r);
+  y = V::add(y, V::set1(1.0f));
+  return V::scale_pow2(y, n);
+}
+
+// -------------------------------------------------------------------------------------------- Gram tiles
+// Packed panels: a matrix of rows x d is stored as ceil(rows / kPanel) panels; panel p holds rows
+// [p kPanel, p kPanel + kPanel) depth-major: element (p kPanel + c, k) at panel + k kPanel + c, zero beyond rows.
+
+// c (kMR x kNR, row stride ldc) = a b^T over kc depths (or += the values already there when `resume`), for the
+// kMR rows at `a` and the kNR columns at `b` in packed panels.
+inline void micro_tile(const float* a, const float* b, index_t kc, float* c, index_t ldc, bool resume) {
+  using F = typename V::F;
+  constexpr int MR = V::kMR, NV = V::kNRVectors, L = V::kLanes;
+  F acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = resume ? V::load(c + r * ldc + v * L) : V::zero();
+  for (index_t k = 0; k < kc; ++k) {
+    const float* bk = b + k * kPanel;
+    const float* ak = a + k * kPanel;
+    F bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = V::load(bk + v * L);
+    for (int r = 0; r < MR; ++r) {
+      const F ar = V::set1(ak[r]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) V::store(c + r * ldc + v * L, acc[r][v]);
+}
+
+// out (h x w, row stride ld) = A B^T for rows [i0, i0 + h) of the packed `a` and rows [j0, j0 + w) of the packed
+// `b` (i0, j0 multiples of kPanel), over depth d. With `lower`, only micro-tiles holding some entry j <= i are
+// computed (entries above the diagonal may be written too and are to be ignored). Depth blocks of kDepthBlock keep
+// the b block in L1 and the a blocks in L2; they do not change the arithmetic.
+inline void gram_tile(const float* a, const float* b, index_t d, index_t i0, index_t h, index_t j0, index_t w,
+                      float* out, index_t ld, bool lower) {
+  constexpr int MR = V::kMR, NR = V::kNRVectors * V::kLanes;
+  static_assert(kPanel % MR == 0 && kPanel % NR == 0, "micro-tiles must tile a panel");
+  if (d == 0) {
+    for (index_t r = 0; r < h; ++r)
+      for (index_t c = 0; c < w; ++c) out[r * ld + c] = 0.0f;
+    return;
+  }
+  alignas(64) float edge[MR * NR];  // a micro-tile that overhangs the output
+  for (index_t k0 = 0; k0 < d; k0 += kDepthBlock) {
+    const index_t kc = d - k0 < kDepthBlock ? d - k0 : kDepthBlock;
+    const bool resume = k0 > 0;
+    for (index_t c0 = 0; c0 < w; c0 += NR) {
+      const float* bp = b + ((j0 + c0) / kPanel) * kPanel * d + k0 * kPanel + (j0 + c0) % kPanel;
+      const index_t cols = w - c0 < NR ? w - c0 : NR;
+      for (index_t r0 = 0; r0 < h; r0 += MR) {
+        if (lower && i0 + r0 + MR - 1 < j0 + c0) continue;  // wholly above the diagonal
+        const float* ap = a + ((i0 + r0) / kPanel) * kPanel * d + k0 * kPanel + (i0 + r0) % kPanel;
+        const index_t rows = h - r0 < MR ? h - r0 : MR;
+        float* c = out + r0 * ld + c0;
+        if (rows == MR && cols == NR) {
+          micro_tile(ap, bp, kc, c, ld, resume);
+          continue;
+        }
+        if (resume)
+          for (index_t r = 0; r < rows; ++r)
+            for (index_t q = 0; q < cols; ++q) edge[r * NR + q] = c[r * ld + q];
+        micro_tile(ap, bp, kc, edge, NR, resume);
+        for (index_t r = 0; r < rows; ++r)
+          for (index_t q = 0; q < cols; ++q) c[r * ld + q] = edge[r * NR + q];
+      }
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------ edge weights
+// G-Prune's weights on `width` cosines in place: s >= tau ? exp(s / T - max_logit) : 0.
+inline void edge_weights(float* s, index_t width, float tau, float temperature, float max_logit) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  const F vt = V::set1(tau), vT = V::set1(temperature), vm = V::set1(max_logit);
+  index_t j = 0;
+  for (; j + L <= width; j += L) {
+    const F x = V::load(s + j);
+    const F e = exp_fixed(V::sub(V::div(x, vT), vm));
+    V::store(s + j, V::select_ge(x, vt, e));
+  }
+  for (; j < width; ++j) {  // the tail as one-lane vectors: the same operations
+    const float x = s[j];
+    s[j] = x >= tau ? V::first(exp_fixed(V::sub(V::div(V::set1(x), vT), vm))) : 0.0f;
+  }
+}
+
+// Softmax of one row of logits in place: p_j = exp(fma(x_j, scale, -m)) / sum, m = fl(max_j x_j * scale)
+// (scale > 0), the sum over 16 fixed lanes reduced pairwise. The shift is one fused operation on every level.
+inline void softmax_row(float* p, index_t n, float scale) {
+  using F = typename V::F;
+  constexpr int L = V::kLanes;
+  float top = p[0];
+  for (index_t j = 1; j < n; ++j) top = p[j] > top ? p[j] : top;
+  const F shift = V::set1(-(top * scale)), vs = V::set1(scale);
+  index_t j = 0;
+  for (; j + L <= n; j += L) V::store(p + j, exp_fixed(V::fma(V::load(p + j), vs, shift)));
+  for (; j < n; ++j) p[j] = V::first(exp_fixed(V::fma(V::set1(p[j]), vs, shift)));
+  float lanes[16] = {};
+  const index_t full = n - n % 16;
+  for (index_t t = 0; t < full; t += 16)
+    for (int l = 0; l < 16; ++l) lanes[l] += p[t + l];
+  for (index_t t = full; t < n; ++t) lanes[t - full] += p[t];
+  for (int half = 8; half >= 1; half /= 2)
+    for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
+  const F total = V::set1(lanes[0]);
+  for (j = 0; j + L <= n; j += L) V::store(p + j, V::div(V::load(p + j), total));
+  for (; j < n; ++j) p[j] = p[j] / lanes[0];
+}
+
+// ------------------------------------------------------------------------------------- double reductions
+// sum_j x_j^2 in double: 8 lanes (element j in lane j mod 8), fma chains, reduced pairwise.
+inline double squared_norm(const float* x, index_t d) {
+  double lanes[8] = {};
+  const index_t full = d - d % 8;
+  for (index_t j = 0; j < full; j += 8)
+    for (int l = 0; l < 8; ++l) {
+      const double v = x[j + l];
+      lanes[l] = std::fma(v, v, lanes[l]);
+    }
+  for (index_t j = full; j < d; ++j) {
+    const double v = x[j];
+    lanes[j - full] = std::fma(v, v, lanes[j - full]);
+  }
+  for (int half = 4; half >= 1; half /= 2)
+    for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
+  return lanes[0];
+}
+
+// sum_j a_j b_j in double: 4 lanes by index mod 4, fma chains, ((l0 + l1) + (l2 + l3)).
+inline double dot(const double* a, const double* b, index_t n) {
+  double lanes[4] = {};
+  const index_t full = n - n % 4;
+  for (index_t j = 0; j < full; j += 4)
+    for (int l = 0; l < 4; ++l) lanes[l] = std::fma(a[j + l], b[j + l], lanes[l]);
+  for (index_t j = full; j < n; ++j) lanes[j - full] = std::fma(a[j], b[j], lanes[j - full]);
+  return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
+// sum_t e_t x_cols(t) of one row of E in double, lanes by column index mod 4 (so a dense row and the compressed
+// row of the same graph give the same bits: a zero weight adds exactly nothing). cols == nullptr: dense row.
+inline double row_dot(const std::int32_t* cols, const float* e, index_t count, const double* x) {
+  double lanes[4] = {};
+  if (cols == nullptr) {
+    const index_t full = count - count % 4;
+    for (index_t t = 0; t < full; t += 4)
+      for (int l = 0; l < 4; ++l) lanes[l] = std::fma(static_cast<double>(e[t + l]), x[t + l], lanes[l]);
+    for (index_t t = full; t < count; ++t) lanes[t - full] = std::fma(static_cast<double>(e[t]), x[t], lanes[t - full]);
+  } else {
+    for (index_t t = 0; t < count; ++t) {
+      const std::int32_t j = cols[t];
+      lanes[j & 3] = std::fma(static_cast<double>(e[t]), x[j], lanes[j & 3]);
+    }
+  }
+  return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+}
+
+// One query row of attention (n fp32 values) into its column sums and its row total, in double: element j goes to
+// column j and to row lane j mod 16, the lanes reduced by halving. Returns the row total (not finite when the row
+// holds a NaN or Inf).
+inline double attention_row(const float* row, index_t n, double* received) {
+  double lanes[16] = {};
+  const index_t full = n - n % 16;
+  for (index_t j = 0; j < full; j += 16)
+    for (int l = 0; l < 16; ++l) {
+      const double v = row[j + l];
+      lanes[l] += v;
+      received[j + l] += v;
+    }
+  for (index_t j = full; j < n; ++j) {
+    const double v = row[j];
+    lanes[j - full] += v;
+    received[j] += v;
+  }
+  for (int half = 8; half >= 1; half /= 2)
+    for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
+  return lanes[0];
+}
+
+// ------------------------------------------------------------------------------------------- conversions
+inline void widen_half(const std::uint16_t* src, float* dst, index_t n) { V::widen_half(src, dst, n); }
+inline void widen_bf16(const std::uint16_t* src, float* dst, index_t n) {
+  auto* out = reinterpret_cast<std::uint32_t*>(dst);
+  for (index_t j = 0; j < n; ++j) out[j] = static_cast<std::uint32_t>(src[j]) << 16;
+}
+
+// The table levels.hpp hands out.
+inline const KernelTable& table() {
+  static constexpr KernelTable kernels{kIsa,         V::kMR,        V::kNRVectors * V::kLanes, &gram_tile,
+                                       &edge_weights, &softmax_row,  &squared_norm,             &dot,
+                                       &row_dot,     &attention_row, &widen_half,               &widen_bf16};
+  return kernels;
+}

@@ -1,0 +1,208 @@
+#pragma once
+// The hot kernels once per instruction-set level, and the table of the level in use.
+//
+// kernels/level_body.inl holds the kernels, written once against a small vector type V. It is included here
+// three times, each time in its own namespace with its own V and, for the x86 levels, under a target pragma, so
+// GCC and Clang compile AVX-512 and AVX2 code in a header without any flag in the engine's build. level_portable
+// is plain C++ (std::fma), which vectorizes where FMA is baseline (AArch64) and is exact, if slow, where it is not.
+// active_kernels() returns the function table of active_isa() (core/isa.hpp); callers take it once per call.
+
+#include <tokenprune/core/isa.hpp>
+#include <tokenprune/core/types.hpp>
+
+#include <Eigen/Core>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#if TOKENPRUNE_X86_DISPATCH
+#include <immintrin.h>
+#endif
+
+namespace tokenprune::kernels {
+
+// Rows per packed panel of a Gram operand (see level_body.inl); every level's micro-tiles divide it.
+inline constexpr index_t kPanel = 48;
+// Depth block of the Gram micro-kernels: a fixed constant, never derived from the CPU's cache sizes (it does not
+// change any value; it only keeps the working set in cache).
+inline constexpr index_t kDepthBlock = 256;
+
+struct KernelTable {
+  Isa isa;
+  int micro_rows, micro_cols;
+  void (*gram_tile)(const float* a, const float* b, index_t d, index_t i0, index_t h, index_t j0, index_t w,
+                    float* out, index_t ld, bool lower);
+  void (*edge_weights)(float* s, index_t width, float tau, float temperature, float max_logit);
+  void (*softmax_row)(float* p, index_t n, float scale);
+  double (*squared_norm)(const float* x, index_t d);
+  double (*dot)(const double* a, const double* b, index_t n);
+  double (*row_dot)(const std::int32_t* cols, const float* e, index_t count, const double* x);
+  double (*attention_row)(const float* row, index_t n, double* received);
+  void (*widen_half)(const std::uint16_t* src, float* dst, index_t n);
+  void (*widen_bf16)(const std::uint16_t* src, float* dst, index_t n);
+};
+
+namespace level_portable {
+inline constexpr Isa kIsa = Isa::portable;
+struct V {
+  using F = float;
+  static constexpr int kLanes = 1, kMR = 4, kNRVectors = 16;
+  static F zero() { return 0.0f; }
+  static F set1(float x) { return x; }
+  static F load(const float* p) { return *p; }
+  static void store(float* p, F x) { *p = x; }
+  static F fma(F a, F b, F c) { return std::fma(a, b, c); }
+  static F mul(F a, F b) { return a * b; }
+  static F add(F a, F b) { return a + b; }
+  static F sub(F a, F b) { return a - b; }
+  static F div(F a, F b) { return a / b; }
+  static F min(F a, F b) { return b < a ? b : a; }
+  static F max(F a, F b) { return a < b ? b : a; }
+  static F round_nearest(F x) { return std::nearbyint(x); }
+  static F select_ge(F x, F t, F e) { return x >= t ? e : 0.0f; }
+  static float first(F x) { return x; }
+  static F pow2(std::int32_t n) {  // 2^n for n in [-126, 127]
+    const auto bits = static_cast<std::uint32_t>(n + 127) << 23;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  }
+  static F scale_pow2(F y, F n) {
+    const auto k = static_cast<std::int32_t>(n);
+    const std::int32_t k1 = k >> 1, k2 = k - k1;  // floor halves: two normal powers of two
+    return (y * pow2(k1)) * pow2(k2);
+  }
+  static void widen_half(const std::uint16_t* src, float* dst, index_t n) {
+    for (index_t j = 0; j < n; ++j) dst[j] = static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(src[j]));
+  }
+};
+#include <tokenprune/kernels/level_body.inl>
+}  // namespace level_portable
+
+#if TOKENPRUNE_X86_DISPATCH
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+namespace level_avx2 {
+inline constexpr Isa kIsa = Isa::avx2;
+struct V {
+  using F = __m256;
+  static constexpr int kLanes = 8, kMR = 6, kNRVectors = 2;  // 12 accumulators of 16 registers
+  static F zero() { return _mm256_setzero_ps(); }
+  static F set1(float x) { return _mm256_set1_ps(x); }
+  static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, F x) { _mm256_storeu_ps(p, x); }
+  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
+  static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
+  static F add(F a, F b) { return _mm256_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm256_sub_ps(a, b); }
+  static F div(F a, F b) { return _mm256_div_ps(a, b); }
+  static F min(F a, F b) { return _mm256_min_ps(a, b); }
+  static F max(F a, F b) { return _mm256_max_ps(a, b); }
+  static F round_nearest(F x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static F select_ge(F x, F t, F e) { return _mm256_and_ps(_mm256_cmp_ps(x, t, _CMP_GE_OQ), e); }
+  static float first(F x) { return _mm256_cvtss_f32(x); }
+  static F scale_pow2(F y, F n) {
+    const __m256i k = _mm256_cvtps_epi32(n);
+    const __m256i k1 = _mm256_srai_epi32(k, 1), k2 = _mm256_sub_epi32(k, k1);
+    const __m256i bias = _mm256_set1_epi32(127);
+    const F s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+    const F s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(y, s1), s2);
+  }
+  static void widen_half(const std::uint16_t* src, float* dst, index_t n) {
+    index_t j = 0;
+    for (; j + 8 <= n; j += 8)
+      _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
+    level_portable::V::widen_half(src + j, dst + j, n - j);
+  }
+};
+#include <tokenprune/kernels/level_body.inl>
+}  // namespace level_avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on its own _mm512_undefined_* in the intrinsics
+#endif
+namespace level_avx512 {
+inline constexpr Isa kIsa = Isa::avx512;
+struct V {
+  using F = __m512;
+  static constexpr int kLanes = 16, kMR = 8, kNRVectors = 3;  // 24 accumulators of 32 registers
+  static F zero() { return _mm512_setzero_ps(); }
+  static F set1(float x) { return _mm512_set1_ps(x); }
+  static F load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, F x) { _mm512_storeu_ps(p, x); }
+  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
+  static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
+  static F add(F a, F b) { return _mm512_add_ps(a, b); }
+  static F sub(F a, F b) { return _mm512_sub_ps(a, b); }
+  static F div(F a, F b) { return _mm512_div_ps(a, b); }
+  static F min(F a, F b) { return _mm512_min_ps(a, b); }
+  static F max(F a, F b) { return _mm512_max_ps(a, b); }
+  static F round_nearest(F x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+  static F select_ge(F x, F t, F e) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, t, _CMP_GE_OQ), e); }
+  static float first(F x) { return _mm512_cvtss_f32(x); }
+  static F scale_pow2(F y, F n) {
+    const __m512i k = _mm512_cvtps_epi32(n);
+    const __m512i k1 = _mm512_srai_epi32(k, 1), k2 = _mm512_sub_epi32(k, k1);
+    const __m512i bias = _mm512_set1_epi32(127);
+    const F s1 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k1, bias), 23));
+    const F s2 = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(k2, bias), 23));
+    return _mm512_mul_ps(_mm512_mul_ps(y, s1), s2);
+  }
+  static void widen_half(const std::uint16_t* src, float* dst, index_t n) {
+    index_t j = 0;
+    for (; j + 16 <= n; j += 16)
+      _mm512_storeu_ps(dst + j, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j))));
+    level_portable::V::widen_half(src + j, dst + j, n - j);
+  }
+};
+#include <tokenprune/kernels/level_body.inl>
+}  // namespace level_avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
+
+#endif  // TOKENPRUNE_X86_DISPATCH
+
+// The kernels of `isa` (portable where the build has no x86 dispatch).
+[[nodiscard]] inline const KernelTable& kernels_for(Isa isa) {
+#if TOKENPRUNE_X86_DISPATCH
+  switch (isa) {
+    case Isa::avx512:
+      return level_avx512::table();
+    case Isa::avx2:
+      return level_avx2::table();
+    case Isa::portable:
+      break;
+  }
+#else
+  (void)isa;
+#endif
+  return level_portable::table();
+}
+
+// The kernels of the level in use (an Error if TOKENPRUNE_ISA names a level this CPU lacks).
+[[nodiscard]] inline const KernelTable& active_kernels() { return kernels_for(active_isa()); }
+
+}  // namespace tokenprune::kernels

@@ -1,0 +1,328 @@
+// Instruction-set levels (core/isa.hpp, kernels/levels.hpp): every level this CPU runs must give the same bits,
+// for each kernel against an independent spelling of its fixed-order definition, and for whole pruners. Levels
+// the CPU lacks cannot run here; CI runs on x86 machines with at least AVX2, where two levels are compared.
+
+#include "catch.hpp"
+
+#include <tokenprune/tokenprune.hpp>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace tokenprune;
+
+namespace {
+
+std::vector<Isa> levels() {
+  std::vector<Isa> out;
+  for (Isa isa : kAllIsas)
+    if (isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+
+// Restores the level the suite started with.
+struct IsaGuard {
+  Isa saved = active_isa();
+  ~IsaGuard() { set_isa(saved); }
+};
+
+std::vector<float> normal_values(std::size_t count, unsigned seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(count);
+  for (auto& x : v) x = normal(rng);
+  return v;
+}
+
+std::vector<std::uint32_t> bits_of(std::span<const float> values) {
+  std::vector<std::uint32_t> out(values.size());
+  std::memcpy(out.data(), values.data(), values.size() * sizeof(float));
+  return out;
+}
+
+// Smooth features: neighbouring tokens are similar, so the graph has many edges.
+RowMatrix<float> image_like(index_t n, index_t d, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  RowMatrix<float> x(n, d);
+  Eigen::RowVectorXf drift(d);
+  for (auto& v : drift) v = normal(rng);
+  for (index_t i = 0; i < n; ++i) {
+    for (auto& v : drift) v += 0.35f * normal(rng);
+    x.row(i) = drift;
+  }
+  return x;
+}
+
+}  // namespace
+
+TEST_CASE("levels: this CPU runs portable and, in CI on x86, a SIMD level", "[levels]") {
+  const auto supported = levels();
+  REQUIRE(!supported.empty());
+  CHECK(supported.back() == Isa::portable);
+  const char* ci = std::getenv("CI");
+#if TOKENPRUNE_X86_DISPATCH
+  if (ci != nullptr && std::string(ci) == "true") CHECK(supported.size() >= 2);  // else nothing is compared
+#else
+  (void)ci;
+#endif
+  CHECK(supported_isas().find("portable") != std::string::npos);
+}
+
+TEST_CASE("levels: set_isa rejects unknown names and levels this CPU lacks", "[levels]") {
+  IsaGuard guard;
+  try {
+    set_isa("avx1024");
+    FAIL("no error");
+  } catch (const Error& e) {
+    CHECK(e.argument() == "isa");
+    CHECK(e.value() == "avx1024");
+  }
+  for (Isa isa : kAllIsas) {
+    if (isa_supported(isa)) {
+      set_isa(isa);
+      CHECK(active_isa() == isa);
+      CHECK(kernels::active_kernels().isa == isa);
+    } else {
+      CHECK_THROWS_AS(set_isa(isa), Error);
+    }
+  }
+  set_isa("auto");
+  CHECK(active_isa() == best_isa());
+}
+
+TEST_CASE("levels: each Gram entry is the in-order fp32 fma chain, on every level", "[levels]") {
+  // Sizes with tails everywhere: rows and columns not multiples of any micro-tile, depth past a depth block.
+  const index_t m = 101, n = 77, d = kernels::kDepthBlock + 37;
+  const auto a = normal_values(static_cast<std::size_t>(m * d), 1);
+  const auto b = normal_values(static_cast<std::size_t>(n * d), 2);
+  std::vector<float> expected(static_cast<std::size_t>(m * n));
+  for (index_t i = 0; i < m; ++i)
+    for (index_t j = 0; j < n; ++j) {
+      float s = 0.0f;
+      for (index_t k = 0; k < d; ++k) s = std::fma(a[i * d + k], b[j * d + k], s);
+      expected[i * n + j] = s;
+    }
+  IsaGuard guard;
+  for (Isa isa : levels()) {
+    INFO("level " << isa_name(isa));
+    set_isa(isa);
+    kernels::GramWorkspace workspace;
+    std::vector<float> out(static_cast<std::size_t>(m * n), -1.0f);
+    workspace.product(ConstRowMap<float>(a.data(), m, d, Eigen::OuterStride<>(d)),
+                      ConstRowMap<float>(b.data(), n, d, Eigen::OuterStride<>(d)), out.data(), n);
+    CHECK(bits_of(out) == bits_of(expected));
+  }
+}
+
+TEST_CASE("levels: the lower Gram of a multi-tile input is the same chain, on every level and thread count", "[levels]") {
+  const index_t n = 2 * kernels::kTile + 29, d = 67;
+  auto x = normal_values(static_cast<std::size_t>(n * d), 3);
+  const ConstRowMap<float> u(x.data(), n, d, Eigen::OuterStride<>(d));
+  IsaGuard guard;
+  for (Isa isa : levels()) {
+    INFO("level " << isa_name(isa));
+    set_isa(isa);
+    kernels::GramWorkspace workspace;
+    std::vector<float> out(static_cast<std::size_t>(n * n), 0.0f);
+    workspace.lower_gram(
+        u, n, true, [&](index_t i0) { return out.data() + i0 * n; }, [](float*, index_t, index_t, index_t, index_t, index_t) {},
+        [](index_t, index_t) {});
+    std::size_t wrong = 0;
+    for (index_t i = 0; i < n; ++i)
+      for (index_t j = 0; j <= i; ++j) {
+        float s = 0.0f;
+        for (index_t k = 0; k < d; ++k) s = std::fma(x[i * d + k], x[j * d + k], s);
+        wrong += std::bit_cast<std::uint32_t>(s) != std::bit_cast<std::uint32_t>(out[i * n + j]);
+      }
+    CHECK(wrong == 0);
+  }
+}
+
+TEST_CASE("levels: exp within 2 ulp of the true value and bitwise equal across levels", "[levels]") {
+  // edge_weights with tau below every input, T = 1 and no shift is exp(x) itself.
+  std::vector<float> inputs;
+  for (float x = -100.0f; x <= 0.5f; x += 0.0137f) inputs.push_back(x);
+  inputs.push_back(0.0f);
+  inputs.push_back(-0.0f);
+  inputs.push_back(-87.5f);  // subnormal results
+  std::vector<std::uint32_t> first;
+  for (Isa isa : levels()) {
+    INFO("level " << isa_name(isa));
+    std::vector<float> e = inputs;
+    kernels::kernels_for(isa).edge_weights(e.data(), static_cast<index_t>(e.size()), -1e30f, 1.0f, 0.0f);
+    int worst = 0;
+    for (std::size_t t = 0; t < e.size(); ++t) {
+      const float truth = static_cast<float>(std::exp(static_cast<double>(inputs[t])));
+      if (truth < 1.17549435e-38f) continue;  // subnormal: absolute error checked below
+      worst = std::max(worst, std::abs(static_cast<int>(std::bit_cast<std::int32_t>(e[t]) - std::bit_cast<std::int32_t>(truth))));
+    }
+    CHECK(worst <= 2);
+    CHECK(std::abs(e.back() - static_cast<float>(std::exp(-87.5))) <= 2e-45f);
+    if (first.empty()) first = bits_of(e);
+    CHECK(bits_of(e) == first);
+  }
+}
+
+TEST_CASE("levels: weights, softmax and double reductions give the same bits on every level", "[levels]") {
+  const index_t n = 1000 + 13;
+  const auto x = normal_values(static_cast<std::size_t>(n), 5);
+  std::vector<double> xd(x.begin(), x.end()), yd(xd.rbegin(), xd.rend());
+  std::vector<std::int32_t> cols;
+  std::vector<float> sparse_e;
+  for (index_t j = 0; j < n; j += 3) {
+    cols.push_back(static_cast<std::int32_t>(j));
+    sparse_e.push_back(std::abs(x[static_cast<std::size_t>(j)]));
+  }
+  // The documented orders, spelled out independently.
+  double norm_lanes[8] = {};
+  for (index_t j = 0; j < n; ++j) norm_lanes[j % 8] = std::fma(double(x[j]), double(x[j]), norm_lanes[j % 8]);
+  const double norm = ((norm_lanes[0] + norm_lanes[4]) + (norm_lanes[2] + norm_lanes[6])) +
+                      ((norm_lanes[1] + norm_lanes[5]) + (norm_lanes[3] + norm_lanes[7]));
+  double dot_lanes[4] = {};
+  for (index_t j = 0; j < n; ++j) dot_lanes[j % 4] = std::fma(xd[j], yd[j], dot_lanes[j % 4]);
+  const double dot = (dot_lanes[0] + dot_lanes[1]) + (dot_lanes[2] + dot_lanes[3]);
+  double sparse_lanes[4] = {};
+  for (std::size_t t = 0; t < cols.size(); ++t)
+    sparse_lanes[cols[t] & 3] = std::fma(double(sparse_e[t]), yd[cols[t]], sparse_lanes[cols[t] & 3]);
+  const double sparse = (sparse_lanes[0] + sparse_lanes[1]) + (sparse_lanes[2] + sparse_lanes[3]);
+  // The same sparse row stored densely (zeros between) sums to the same bits.
+  std::vector<float> dense_e(static_cast<std::size_t>(n), 0.0f);
+  for (std::size_t t = 0; t < cols.size(); ++t) dense_e[cols[t]] = sparse_e[t];
+
+  std::vector<std::uint32_t> weights0, softmax0;
+  std::vector<double> received0;
+  double total0 = 0.0;
+  for (Isa isa : levels()) {
+    INFO("level " << isa_name(isa));
+    const kernels::KernelTable& k = kernels::kernels_for(isa);
+    CHECK(k.squared_norm(x.data(), n) == norm);
+    CHECK(k.dot(xd.data(), yd.data(), n) == dot);
+    CHECK(k.row_dot(cols.data(), sparse_e.data(), static_cast<index_t>(cols.size()), yd.data()) == sparse);
+    CHECK(k.row_dot(nullptr, dense_e.data(), n, yd.data()) == sparse);
+    std::vector<float> w(x.begin(), x.end());
+    for (auto& v : w) v = std::tanh(v);  // cosines in (-1, 1)
+    k.edge_weights(w.data(), n, 0.2f, 0.03f, 1.0f / 0.03f);
+    std::vector<float> p = x;
+    k.softmax_row(p.data(), n, 0.125f);
+    double sum = 0.0;
+    for (float v : p) sum += v;
+    CHECK(std::abs(sum - 1.0) < 1e-5);
+    std::vector<double> received(static_cast<std::size_t>(n), 0.0);
+    const double total = k.attention_row(x.data(), n, received.data());
+    CHECK(received == xd);
+    if (weights0.empty()) {
+      weights0 = bits_of(w);
+      softmax0 = bits_of(p);
+      received0 = received;
+      total0 = total;
+    }
+    CHECK(bits_of(w) == weights0);
+    CHECK(bits_of(p) == softmax0);
+    CHECK(total == total0);
+  }
+}
+
+TEST_CASE("levels: fp16 and bf16 widening is exact on every level", "[levels]") {
+  std::vector<std::uint16_t> all(65536 + 7);
+  for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i * 40503u);  // every pattern, tails
+  for (std::size_t i = 0; i < 65536; ++i) all[i] = static_cast<std::uint16_t>(i);
+  for (Isa isa : levels()) {
+    INFO("level " << isa_name(isa));
+    std::vector<float> out(all.size());
+    kernels::kernels_for(isa).widen_half(all.data(), out.data(), static_cast<index_t>(all.size()));
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      const float want = static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(all[i]));
+      wrong += !(std::bit_cast<std::uint32_t>(want) == std::bit_cast<std::uint32_t>(out[i]) ||
+                 (std::isnan(want) && std::isnan(out[i])));
+    }
+    CHECK(wrong == 0);
+    kernels::kernels_for(isa).widen_bf16(all.data(), out.data(), static_cast<index_t>(all.size()));
+    wrong = 0;
+    for (std::size_t i = 0; i < all.size(); ++i) wrong += std::bit_cast<std::uint32_t>(out[i]) != (std::uint32_t{all[i]} << 16);
+    CHECK(wrong == 0);
+  }
+}
+
+TEST_CASE("levels: G-Prune scores are bitwise equal on every level (dense, sparse, fp16, bf16)", "[levels]") {
+  const index_t n = 2 * kernels::kTile + 61, d = 96;
+  const RowMatrix<float> x = image_like(n, d, 11);
+  const RowMatrix<Eigen::half> xh = x.cast<Eigen::half>();
+  const RowMatrix<Eigen::bfloat16> xb = x.cast<Eigen::bfloat16>();
+  IsaGuard guard;
+  for (const bool sparse : {false, true}) {
+    for (int type = 0; type < 3; ++type) {
+      INFO("sparse " << sparse << " dtype " << type);
+      std::vector<std::uint32_t> first;
+      std::vector<index_t> first_kept;
+      for (Isa isa : levels()) {
+        INFO("level " << isa_name(isa));
+        set_isa(isa);
+        GPruneConfig config;
+        if (sparse) config.max_dense_tokens = 100;
+        GPrune pruner(config);
+        PruneInputs in;
+        in.features = type == 0 ? TokenMatrix(x) : type == 1 ? TokenMatrix(xh) : TokenMatrix(xb);
+        const auto kept = pruner.prune(in, Budget::count(n / 3));
+        CHECK(sparse == (pruner.sparse_edges() > 0));
+        if (first.empty()) {
+          first = bits_of(pruner.scores());
+          first_kept.assign(kept.begin(), kept.end());
+        }
+        CHECK(bits_of(pruner.scores()) == first);
+        CHECK(std::vector<index_t>(kept.begin(), kept.end()) == first_kept);
+      }
+    }
+  }
+}
+
+TEST_CASE("levels: FoPru significance is bitwise equal on every level (fp32 and fp16 maps, queries and keys)", "[levels]") {
+  const index_t heads = 3, n = 150, dh = 40;
+  const auto q = normal_values(static_cast<std::size_t>(heads * n * dh), 21);
+  const auto k = normal_values(static_cast<std::size_t>(heads * n * dh), 22);
+  // Softmax maps built in double, so they do not depend on any level.
+  std::vector<float> maps(static_cast<std::size_t>(heads * n * n));
+  for (index_t h = 0; h < heads; ++h)
+    for (index_t i = 0; i < n; ++i) {
+      std::vector<double> row(static_cast<std::size_t>(n));
+      double top = -1e300, sum = 0.0;
+      for (index_t j = 0; j < n; ++j) {
+        double s = 0.0;
+        for (index_t c = 0; c < dh; ++c) s += double(q[(h * n + i) * dh + c]) * double(k[(h * n + j) * dh + c]);
+        row[j] = s / std::sqrt(double(dh));
+        top = std::max(top, row[j]);
+      }
+      for (auto& v : row) sum += (v = std::exp(v - top));
+      for (index_t j = 0; j < n; ++j) maps[(h * n + i) * n + j] = static_cast<float>(row[j] / sum);
+    }
+  std::vector<Eigen::half> maps_half(maps.size());
+  for (std::size_t t = 0; t < maps.size(); ++t) maps_half[t] = Eigen::half(maps[t]);
+  IsaGuard guard;
+  for (int input = 0; input < 4; ++input) {
+    INFO("input " << input);
+    std::vector<std::uint32_t> first;
+    for (Isa isa : levels()) {
+      INFO("level " << isa_name(isa));
+      set_isa(isa);
+      FoPru pruner;
+      PruneInputs in;
+      if (input == 0) in.attention = AttentionMaps(maps.data(), heads, n);
+      if (input == 1) in.attention = AttentionMaps(maps_half.data(), heads, n);
+      if (input >= 2) {
+        in.query_keys.queries = HeadMatrices(q.data(), heads, n, dh);
+        in.query_keys.keys = HeadMatrices(k.data(), heads, n, dh);
+        in.query_keys.softmax = input == 2;
+      }
+      pruner.prune(in, Budget::count(20));
+      if (first.empty()) first = bits_of(pruner.scores());
+      CHECK(bits_of(pruner.scores()) == first);
+    }
+  }
+}
