@@ -192,6 +192,19 @@ tp::PruneInputs with_features(const tp::TokenMatrix& x) {
 
 }  // namespace
 
+
+// Every test below runs once per instruction-set level this CPU supports (each level has its own kernels).
+std::vector<tp::Isa> supported_levels() {
+  std::vector<tp::Isa> out;
+  for (tp::Isa isa : tp::kAllIsas)
+    if (tp::isa_supported(isa)) out.push_back(isa);
+  return out;
+}
+#define TOKENPRUNE_EACH_LEVEL()                                              \
+  const tp::Isa level = GENERATE(from_range(supported_levels()));            \
+  tp::set_isa(level);                                                        \
+  INFO("level " << tp::isa_name(level))
+
 TEST_CASE("alloc: the counters are really hooked", "[alloc]") {
   SECTION("operator new") {
     const Allocations a = count_allocations([] {
@@ -234,6 +247,7 @@ TEST_CASE("alloc: the counters are really hooked", "[alloc]") {
 }
 
 TEST_CASE("alloc: GPrune allocates nothing after reserve", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
   const Index n = 300, d = 64;
   auto run = [&]<class T>(T) {
     const tp::RowMatrix<T> warm = random_tokens<T>(n, d, 1), same = random_tokens<T>(n, d, 2),
@@ -262,6 +276,7 @@ TEST_CASE("alloc: GPrune allocates nothing after reserve", "[alloc]") {
 // An engine's executor (here one that runs the tasks on the calling thread, spreading them over three worker
 // slots, as a pool that allocates nothing itself would): the library adds no allocation of its own.
 TEST_CASE("alloc: GPrune with an engine executor allocates nothing after reserve", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
   struct InlinePool {
     static void run(void*, Index tasks, tp::Executor::Task task, void* loop) {
       for (Index t = 0; t < tasks; ++t) task(loop, t, static_cast<int>(t % 3));
@@ -299,6 +314,7 @@ TEST_CASE("alloc: GPrune with an engine executor allocates nothing after reserve
 }
 
 TEST_CASE("alloc: FoPru allocates nothing after reserve", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
   const Index heads = 4, n = 256, small = 196;  // 16 x 16 and 14 x 14 grids
   const std::vector<float> warm = random_maps(heads, n, 4), same = random_maps(heads, n, 5),
                            smaller = random_maps(heads, small, 6);
@@ -328,6 +344,7 @@ TEST_CASE("alloc: FoPru allocates nothing after reserve", "[alloc]") {
 }
 
 TEST_CASE("alloc: Segmented<GPrune> with the LLaVA-NeXT layout allocates nothing after reserve", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
   const Index d = 32;
   tp::LlavaNextLayout layout(4, 5, 0.5, 36);  // 36 + 4 * (5 + 1) = 60 tokens
   tp::LlavaNextLayout small_layout(3, 4, 0.5, 25);  // 25 + 3 * 5 = 40 tokens
