@@ -491,6 +491,42 @@ TEST_CASE("tool: check counts cases of unimplemented methods, and still fails kn
   }
 }
 
+TEST_CASE("tool: check --scores-dir writes each run case's scores as prune --scores-out does", "[tool]") {
+  TempDir tmp;
+  const fs::path cases = tmp.path / "cases", scores = tmp.path / "scores";
+  fs::create_directories(scores);
+  fs::create_directories(cases);
+  for (const char* name : {"gprune_flat_144x64_image_k36", "fopru_row_probs_h4_n64_k32"})
+    fs::copy(kBundled / name, cases / name, fs::copy_options::recursive);
+  fs::create_directories(cases / "not_yet");
+  write_file(cases / "not_yet" / "case.json", R"({"method": "divprune", "keep": 4})");
+  const RunResult r = run_tool({"check", cases.string(), "--repeat", "1", "--scores-dir", scores.string()});
+  INFO(r.describe());
+  REQUIRE(r.exited);
+  REQUIRE(r.status == 0);
+  CHECK(r.out.find("check: 2 passed, 0 failed, 1 not implemented (divprune 1)\n") != std::string::npos);
+  std::size_t files = 0;
+  for (const auto& entry : fs::directory_iterator(scores)) {
+    (void)entry;
+    ++files;
+  }
+  CHECK(files == 2);
+  for (const char* name : {"gprune_flat_144x64_image_k36", "fopru_row_probs_h4_n64_k32"}) {
+    INFO("case " << name);
+    std::vector<std::string> args = prune_args(cases / name);
+    args.insert(args.end(), {"--scores-out", tmp.file("prune.npy")});
+    const RunResult p = run_tool(args);
+    INFO(p.describe());
+    REQUIRE(p.status == 0);
+    CHECK(slurp(scores / (std::string(name) + ".npy")) == slurp(tmp.path / "prune.npy"));
+  }
+  // Not a directory; two cases of one name.
+  require_usage_error(run_tool({"check", cases.string(), "--scores-dir", (tmp.path / "nowhere").string()}), "--scores-dir");
+  require_usage_error(run_tool({"check", cases.string(), (kBundled / "gprune_flat_144x64_image_k36").string(),
+                                "--scores-dir", scores.string()}),
+                      "gprune_flat_144x64_image_k36");
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // (c) --report json and the human summary
 // ---------------------------------------------------------------------------------------------------------

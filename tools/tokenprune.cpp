@@ -5,7 +5,7 @@
 //                    [--threshold T] [--temperature T] [--iterations M] [--axis auto|received|given]
 //                    [--out KEEP.npy] [--scores-out SCORES.npy] [--repeat N] [--report json]
 //                    [--isa auto|avx512|avx2|portable]
-//   tokenprune check DIR... [--repeat N] [--isa LEVEL]
+//   tokenprune check DIR... [--repeat N] [--isa LEVEL] [--scores-dir OUT]
 //   tokenprune --version | --help
 //
 // Exit status: 0 success (check: every case of an implemented method matched), 1 check found a mismatch, 2 bad
@@ -701,6 +701,7 @@ struct CheckCommand {
   std::vector<std::string> dirs;
   int repeat = 3;
   std::optional<std::string> isa;
+  std::optional<std::string> scores_dir;  // each case run writes <scores_dir>/<case name>.npy, like --scores-out
 };
 
 int run_check_command(const CheckCommand& c) {
@@ -713,6 +714,17 @@ int run_check_command(const CheckCommand& c) {
   }
   std::size_t name_width = 4;
   for (const fs::path& dir : cases) name_width = std::max(name_width, dir.filename().string().size());
+  if (c.scores_dir) {
+    std::error_code error;
+    if (c.scores_dir->empty() || !fs::is_directory(*c.scores_dir, error))
+      fail("--scores-dir", c.scores_dir->empty() ? "\"\"" : *c.scores_dir, "must be an existing directory");
+    std::vector<std::string> names;
+    for (const fs::path& dir : cases) names.push_back(dir.filename().string());
+    std::sort(names.begin(), names.end());
+    const auto twice = std::adjacent_find(names.begin(), names.end());
+    if (twice != names.end())
+      fail("--scores-dir", *c.scores_dir, "two cases are named " + *twice + " (check their folders in separate runs)");
+  }
 
   std::size_t passed = 0, failed = 0, errors = 0;
   std::map<std::string, std::size_t> not_implemented;  // method -> cases, by name
@@ -740,6 +752,11 @@ int run_check_command(const CheckCommand& c) {
       if (!s.axis_chosen.empty()) {
         const auto axis = reference_axis(spec);
         if (axis && *axis != s.axis_chosen) match = false;
+      }
+      if (c.scores_dir) {
+        const std::int64_t shape[] = {static_cast<std::int64_t>(s.scores.size())};
+        write_output("--scores-dir", (fs::path(*c.scores_dir) / (name + ".npy")).string(),
+                     [&](const std::string& path) { tokenprune::io::write_npy_f32(path, s.scores, shape); });
       }
       std::ostringstream ms;
       ms << std::fixed << std::setprecision(3) << s.median_ms();
@@ -782,7 +799,8 @@ int run_main(int argc, char** argv) {
   app.require_subcommand(1, 1);
 
   PruneCommand prune;
-  std::string method, features, attention, layout, grid, axis, out, scores_out, report, keep, prune_isa, check_isa;
+  std::string method, features, attention, layout, grid, axis, out, scores_out, report, keep, prune_isa, check_isa,
+      scores_dir;
   double ratio = 0.0, threshold = 0.0, temperature = 0.0;
   int iterations = 0, repeat = 1;
   CLI::App* p = app.add_subcommand("prune", "select the tokens to keep and write their indices");
@@ -814,6 +832,9 @@ int run_main(int argc, char** argv) {
   c->add_option("DIR", check.dirs, "case folders, or folders of case folders")->required();
   c->add_option("--repeat", check.repeat, "timing repeats per case (median reported)");
   auto* o_check_isa = c->add_option("--isa", check_isa, isa_help)->type_name("LEVEL");
+  auto* o_scores_dir = c->add_option("--scores-dir", scores_dir,
+                                     "write each case's per-token scores (as prune --scores-out) to DIR/<case>.npy")
+                           ->type_name("DIR");
 
   // CLI11 would call an unknown first word "A subcommand is required"; name it instead.
   if (argc > 1) {
@@ -850,6 +871,7 @@ int run_main(int argc, char** argv) {
     return run_prune_command(prune);
   }
   if (o_check_isa->count()) check.isa = check_isa;
+  if (o_scores_dir->count()) check.scores_dir = scores_dir;
   return run_check_command(check);
 }
 
