@@ -99,7 +99,8 @@ TEST_CASE("levels: set_isa rejects unknown names and levels this CPU lacks", "[l
 
 TEST_CASE("levels: each Gram entry is the in-order fp32 fma chain, on every level", "[levels]") {
   // Sizes with tails everywhere: rows and columns not multiples of any micro-tile, depth past a depth block.
-  const index_t m = 101, n = 77, d = kernels::kDepthBlock + 37;
+  // Depths with and without a tail of 8 (the x86 levels pack whole 8 x 8 blocks in registers).
+  const index_t m = 101, n = 77, d = GENERATE(kernels::kDepthBlock + 37, kernels::kDepthBlock + 40);
   const auto a = normal_values(static_cast<std::size_t>(m * d), 1);
   const auto b = normal_values(static_cast<std::size_t>(n * d), 2);
   std::vector<float> expected(static_cast<std::size_t>(m * n));

@@ -593,15 +593,12 @@ TEST_CASE("tool: human summary, --help and --version", "[tool]") {
   const std::string version = "tokenprune " + std::to_string(tokenprune::kVersionMajor) + "." +
                               std::to_string(tokenprune::kVersionMinor) + "." + std::to_string(tokenprune::kVersionPatch) + "\n";
   CHECK(v.out.rfind(version, 0) == 0);
-  // "isa: <in use> (supported: <levels, fastest first>)": the default is the best supported level.
-  std::string supported;  // (built here rather than by supported_isas(), whose inlined `"" + string` GCC 12 warns about)
-  for (tokenprune::Isa isa : tokenprune::kAllIsas) {
-    if (!tokenprune::isa_supported(isa)) continue;
-    if (!supported.empty()) supported += ' ';
-    supported += tokenprune::isa_name(isa);
-  }
-  const std::string isa_line =
-      std::string("isa: ") + tokenprune::isa_name(tokenprune::best_isa()) + " (supported: " + supported + ")\n";
+  // "isa: <in use> (supported: <levels, fastest first>)": the level in use is TOKENPRUNE_ISA's (which the tool
+  // inherits from this process), else the best supported level.
+  const char* env = std::getenv("TOKENPRUNE_ISA");
+  const std::string in_use = env != nullptr && *env != '\0' && std::string(env) != "auto" ? std::string(env)
+                                                                                            : tokenprune::isa_name(tokenprune::best_isa());
+  const std::string isa_line = "isa: " + in_use + " (supported: " + tokenprune::supported_isas() + ")\n";
   CHECK(v.out == version + isa_line);
   const std::vector<std::string> levels = supported_levels(v.out);
   CHECK(std::find(levels.begin(), levels.end(), "portable") != levels.end());

@@ -86,7 +86,10 @@ inline constexpr std::array<Isa, 3> kAllIsas = {Isa::avx512, Isa::avx2, Isa::por
 [[nodiscard]] inline std::string supported_isas() {
   std::string text;
   for (Isa isa : kAllIsas)
-    if (isa_supported(isa)) text += (text.empty() ? "" : " ") + std::string(isa_name(isa));
+    if (isa_supported(isa)) {
+      if (!text.empty()) text.push_back(' ');
+      text.append(isa_name(isa));
+    }
   return text;
 }
 

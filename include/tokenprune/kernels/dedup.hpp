@@ -6,6 +6,7 @@
 // differently depending on where the row sits in its tile.
 
 #include <tokenprune/core/types.hpp>
+#include <tokenprune/kernels/levels.hpp>
 #include <tokenprune/kernels/parallel.hpp>
 
 #include <algorithm>
@@ -15,31 +16,6 @@
 
 namespace tokenprune::kernels {
 
-namespace detail {
-// A hash of a row's values (+0 and -0 alike): 16 independent FNV-style 32-bit lanes (element j in lane j mod 16),
-// which vectorize, folded into 64 bits. Equal rows hash equal; the rare collision is resolved by comparing rows.
-inline std::uint64_t row_hash(const float* row, index_t d) noexcept {
-  std::uint32_t lanes[16];
-  for (std::uint32_t l = 0; l < 16; ++l) lanes[l] = 2166136261u + l;
-  const index_t full = d - d % 16;
-  for (index_t j = 0; j < full; j += 16)
-    for (index_t l = 0; l < 16; ++l) {
-      std::uint32_t bits;
-      std::memcpy(&bits, row + j + l, sizeof bits);
-      bits = row[j + l] == 0.0f ? 0u : bits;
-      lanes[l] = (lanes[l] ^ bits) * 16777619u;
-    }
-  for (index_t j = full; j < d; ++j) {
-    std::uint32_t bits;
-    std::memcpy(&bits, row + j, sizeof bits);
-    bits = row[j] == 0.0f ? 0u : bits;
-    lanes[j - full] = (lanes[j - full] ^ bits) * 16777619u;
-  }
-  std::uint64_t h = 1469598103934665603ull;
-  for (std::uint32_t lane : lanes) h = (h ^ lane) * 1099511628211ull;
-  return h;
-}
-}  // namespace detail
 
 // group[i] = the group of token i, groups numbered 0.. in order of their first member; first[g] = that member.
 // Returns the number of groups. `order` and `hash` are scratch of n entries. Rows compare by value (== on
@@ -48,8 +24,9 @@ inline index_t group_identical_rows(const ConstRowMap<float>& unit, std::span<in
                                     std::span<index_t> order, std::span<std::uint64_t> hash,
                                     const Executor& executor = {}) {
   const index_t n = unit.rows(), d = unit.cols();
+  const KernelTable& kernels = active_kernels();  // row_hash: the same value on every level (integer arithmetic)
   for_each_row(executor, n, d, [&](index_t i) {
-    hash[static_cast<std::size_t>(i)] = detail::row_hash(unit.row(i).data(), d);
+    hash[static_cast<std::size_t>(i)] = kernels.row_hash(unit.row(i).data(), d);
     order[static_cast<std::size_t>(i)] = i;
   });
   auto by_hash = [&hash](index_t a, index_t b) {

@@ -32,22 +32,6 @@ inline std::size_t packed_size(index_t rows, index_t d) {
   return static_cast<std::size_t>((rows + kPanel - 1) / kPanel * kPanel) * static_cast<std::size_t>(d);
 }
 
-// Packs rows x d of x (row stride ld) into panels (see level_body.inl). Pure data movement.
-inline void pack_panel(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out) {
-  constexpr index_t kBlock = 64;  // depths per pass: the 64 x kPanel destination block stays in L1
-  float* dst = out + panel * kPanel * d;
-  const index_t first = panel * kPanel, count = std::min(kPanel, rows - first);
-  for (index_t k0 = 0; k0 < d; k0 += kBlock) {
-    const index_t k1 = std::min(d, k0 + kBlock);
-    for (index_t c = 0; c < count; ++c) {
-      const float* src = x + (first + c) * ld;
-      for (index_t k = k0; k < k1; ++k) dst[k * kPanel + c] = src[k];
-    }
-    for (index_t c = count; c < kPanel; ++c)
-      for (index_t k = k0; k < k1; ++k) dst[k * kPanel + c] = 0.0f;
-  }
-}
-
 // A 64-byte aligned float buffer that grows only (reserve() sizes it).
 class PackedBuffer {
  public:
@@ -138,7 +122,8 @@ class GramWorkspace {
     buffer.ensure(packed_size(rows, d));  // without reserve(): grows here (and allocates)
     float* out = buffer.data();
     const index_t panels = (rows + kPanel - 1) / kPanel;
-    auto one = [&](index_t p) { pack_panel(x.data(), x.outerStride(), rows, d, p, out); };
+    const KernelTable& kernels = active_kernels();
+    auto one = [&](index_t p) { kernels.pack_panel(x.data(), x.outerStride(), rows, d, p, out); };
     if (parallel) {
       for_each_row(executor_, panels, kPanel * d, one);
     } else {

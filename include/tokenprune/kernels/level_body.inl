@@ -47,6 +47,7 @@ inline void micro_tile(const float* a, const float* b, index_t kc, float* c, ind
   F acc[MR][NV];
   for (int r = 0; r < MR; ++r)
     for (int v = 0; v < NV; ++v) acc[r][v] = resume ? V::load(c + r * ldc + v * L) : V::zero();
+#pragma GCC unroll 4
   for (index_t k = 0; k < kc; ++k) {
     const float* bk = b + k * kPanel;
     const float* ak = a + k * kPanel;
@@ -211,8 +212,37 @@ inline double attention_row(const float* row, index_t n, double* received) {
   return lanes[0];
 }
 
+// ------------------------------------------------------------------------------------------ row hashing
+// A hash of a row's values (+0 and -0 alike) for grouping identical tokens: 16 independent FNV-style 32-bit
+// lanes (element j in lane j mod 16), folded into 64 bits. Equal rows hash equal; the rare collision is resolved
+// by comparing rows. Integer arithmetic: the same value on every level.
+inline std::uint64_t row_hash(const float* row, index_t d) {
+  std::uint32_t lanes[16];
+  for (std::uint32_t l = 0; l < 16; ++l) lanes[l] = 2166136261u + l;
+  const index_t full = d - d % 16;
+  for (index_t j = 0; j < full; j += 16)
+    for (index_t l = 0; l < 16; ++l) {
+      std::uint32_t bits;
+      std::memcpy(&bits, row + j + l, sizeof bits);
+      bits = row[j + l] == 0.0f ? 0u : bits;
+      lanes[l] = (lanes[l] ^ bits) * 16777619u;
+    }
+  for (index_t j = full; j < d; ++j) {
+    std::uint32_t bits;
+    std::memcpy(&bits, row + j, sizeof bits);
+    bits = row[j] == 0.0f ? 0u : bits;
+    lanes[j - full] = (lanes[j - full] ^ bits) * 16777619u;
+  }
+  std::uint64_t h = 1469598103934665603ull;
+  for (std::uint32_t lane : lanes) h = (h ^ lane) * 1099511628211ull;
+  return h;
+}
+
 // ------------------------------------------------------------------------------------------- conversions
 inline void widen_half(const std::uint16_t* src, float* dst, index_t n) { V::widen_half(src, dst, n); }
+inline void pack_panel(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out) {
+  V::pack_panel(x, ld, rows, d, panel, out);
+}
 inline void widen_bf16(const std::uint16_t* src, float* dst, index_t n) {
   auto* out = reinterpret_cast<std::uint32_t*>(dst);
   for (index_t j = 0; j < n; ++j) out[j] = static_cast<std::uint32_t>(src[j]) << 16;
@@ -222,6 +252,7 @@ inline void widen_bf16(const std::uint16_t* src, float* dst, index_t n) {
 inline const KernelTable& table() {
   static constexpr KernelTable kernels{kIsa,         V::kMR,        V::kNRVectors * V::kLanes, &gram_tile,
                                        &edge_weights, &softmax_row,  &squared_norm,             &dot,
-                                       &row_dot,     &attention_row, &widen_half,               &widen_bf16};
+                                       &row_dot,     &attention_row, &widen_half,               &widen_bf16, &pack_panel,
+                                       &row_hash};
   return kernels;
 }
