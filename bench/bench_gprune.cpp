@@ -94,9 +94,13 @@ class NaiveGPrune {
     // P = softmax(where(s >= tau, s / T, -5000), dim=-1), in place in s_.
     for (index_t i = 0; i < n; ++i) {
       auto row = s_.row(i).array();
-      row = (row >= tau).select(row / temperature, -5000.0f);
+      const Eigen::Array<bool, 1, Eigen::Dynamic> edge = row >= tau;
+      row = edge.select(row / temperature, -5000.0f);
       const float row_max = row.maxCoeff();
-      row = (row - row_max).exp();
+      // exp(-5000 - max) is exactly 0 in PyTorch; Eigen's SSE2 exp clamps its argument at about -88 and returns a
+      // tiny positive value instead, which would count every non-edge in the degree below.
+      row = edge.select((row - row_max).exp(), 0.0f);
+      if (!edge.any()) row = (row - row_max).exp();  // a zero token: all logits -5000, P uniform as in PyTorch
       row /= row.sum();
       degree_[i] = static_cast<float>((row > 0.0f).count());
     }
