@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#if defined(__AVX512F__)
+#if TOKENPRUNE_X86_DISPATCH
 #include <immintrin.h>
 #endif
 
@@ -36,49 +36,89 @@ constexpr MapCase kMapCases[] = {{"llava15", 16, 24}, {"qwen2vl", 16, 36}};
 
 using tb::dtype_tag;
 
-// Sum of `count` values, widened to fp32: one streaming read, four independent accumulators.
+// Sum of `count` values, widened to fp32: one streaming read, four independent accumulators, at the same
+// instruction-set level as the library (TOKENPRUNE_ISA), chosen at run time as the library does: a default
+// build's SSE2 would make the floor, not FoPru, the slow side (fp16 especially: no F16C).
 // (GCC 12 warns about the intrinsics' internal _mm512_undefined_* operands: a known false positive.)
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 template <Element T>
-float read_sum(const T* data, std::size_t count) {
+float read_sum_portable(const T* data, std::size_t count) {
+  float acc[4] = {};
   std::size_t i = 0;
-  float tail = 0.0f;
-#if defined(__AVX512F__)
-  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-  auto load16 = [](const T* p) {
-    if constexpr (std::same_as<T, float>) {
-      return _mm512_loadu_ps(p);
-    } else if constexpr (std::same_as<T, Eigen::half>) {
-      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    } else {  // bf16: the upper half of an fp32
-      const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-      return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
-    }
-  };
-  for (; i + 64 <= count; i += 64)
-    for (int a = 0; a < 4; ++a) acc[a] = _mm512_add_ps(acc[a], load16(data + i + 16 * a));
-  tail = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
-#else
-  // Eigen's vectorized reduction (fp16/bf16 widened through Eigen's packet casts where the target has them).
-  const std::size_t blocked = count - count % 4096;
-  for (; i < blocked; i += 4096) {
-    const Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>> block(data + i, 4096);
-    if constexpr (std::same_as<T, float>) {
-      tail += block.sum();
-    } else {
-      tail += block.template cast<float>().sum();
-    }
-  }
-#endif
-  for (; i < count; ++i) tail += static_cast<float>(data[i]);
-  return tail;
+  for (; i + 4 <= count; i += 4)
+    for (int a = 0; a < 4; ++a) acc[a] += static_cast<float>(data[i + a]);
+  for (; i < count; ++i) acc[0] += static_cast<float>(data[i]);
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
+#if TOKENPRUNE_X86_DISPATCH
+template <Element T>
+__attribute__((target("avx512f,avx512bw"))) float read_sum_avx512(const T* data, std::size_t count) {
+  std::size_t i = 0;
+  __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+  for (; i + 64 <= count; i += 64)
+    for (int a = 0; a < 4; ++a) {
+      const T* p = data + i + 16 * a;
+      __m512 v;
+      if constexpr (std::same_as<T, float>) {
+        v = _mm512_loadu_ps(p);
+      } else if constexpr (std::same_as<T, Eigen::half>) {
+        v = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+      } else {  // bf16: the upper half of an fp32
+        const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+        v = _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+      }
+      acc[a] = _mm512_add_ps(acc[a], v);
+    }
+  float total = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(acc[0], acc[1]), _mm512_add_ps(acc[2], acc[3])));
+  return total + read_sum_portable(data + i, count - i);
+}
+template <Element T>
+__attribute__((target("avx2,f16c"))) float read_sum_avx2(const T* data, std::size_t count) {
+  std::size_t i = 0;
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (; i + 32 <= count; i += 32)
+    for (int a = 0; a < 4; ++a) {
+      const T* p = data + i + 8 * a;
+      __m256 v;
+      if constexpr (std::same_as<T, float>) {
+        v = _mm256_loadu_ps(p);
+      } else if constexpr (std::same_as<T, Eigen::half>) {
+        v = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+      } else {
+        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+        v = _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+      }
+      acc[a] = _mm256_add_ps(acc[a], v);
+    }
+  const __m256 sum = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, sum);
+  float total = 0.0f;
+  for (float v : lanes) total += v;
+  return total + read_sum_portable(data + i, count - i);
+}
+#endif
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
+
+template <Element T>
+float read_sum(const T* data, std::size_t count) {
+#if TOKENPRUNE_X86_DISPATCH
+  switch (active_isa()) {
+    case Isa::avx512:
+      return read_sum_avx512(data, count);
+    case Isa::avx2:
+      return read_sum_avx2(data, count);
+    case Isa::portable:
+      break;
+  }
+#endif
+  return read_sum_portable(data, count);
+}
 
 template <Element T>
 void read_maps(benchmark::State& state, MapCase c) {

@@ -53,10 +53,18 @@ class AttentionAccumulator {
 
   // Adds query row i (n fp32 values) of a head in `group`. Different groups may be added from different threads.
   // Returns false, when the row holds a NaN or Inf (the caller reports it after any parallel loop).
-  [[nodiscard]] bool add_row(index_t group, index_t i, const float* row, const KernelTable& kernels) {
+  template <Element T>
+  [[nodiscard]] bool add_row(index_t group, index_t i, const T* row, const KernelTable& kernels) {
     double* received = partial_.data() + 2 * group * stride_;
     double* given = received + stride_;
-    const double total = kernels.attention_row(row, n_, received);
+    double total = 0.0;
+    if constexpr (std::same_as<T, float>) {
+      total = kernels.attention_row(row, n_, received);
+    } else if constexpr (std::same_as<T, Eigen::half>) {  // widened on the way, no row buffer
+      total = kernels.attention_row_half(reinterpret_cast<const std::uint16_t*>(row), n_, received);
+    } else {
+      total = kernels.attention_row_bf16(reinterpret_cast<const std::uint16_t*>(row), n_, received);
+    }
     given[i] += total;
     return std::isfinite(total);  // a NaN or Inf anywhere in the row reaches the total
   }
@@ -88,7 +96,7 @@ class AttentionAccumulator {
 
 // received[j] = sum over heads and queries of A[h][i][j]; given[i] = sum over heads and keys of A[h][i][j].
 // Divide both by heads * n for the means. Head groups run on the executor's workers when the maps are large
-// enough; `row_buffer` is scratch of padded(n, 16) floats per worker (for 16-bit maps).
+// enough. 16-bit maps are widened on the way; `row_buffer` (n floats) only serves to name a NaN/Inf.
 template <Element T>
 void attention_sums(const AttentionMaps& maps, AttentionAccumulator& sums, std::span<double> received,
                     std::span<double> given, std::span<float> row_buffer, const Executor& executor = {}) {
@@ -105,11 +113,10 @@ void attention_sums(const AttentionMaps& maps, AttentionAccumulator& sums, std::
   index_t first_bad[kHeadGroups];  // per group: h * n + i of its first row with a NaN/Inf, or -1
   std::fill_n(first_bad, kHeadGroups, index_t{-1});
   const KernelTable& kernels = active_kernels();
-  auto group = [&](index_t g, int worker) {
-    float* buffer = row_buffer.data() + static_cast<std::size_t>(worker) * static_cast<std::size_t>(padded(n, 16));
+  auto group = [&](index_t g, int) {
     for (index_t h = group_first_head(g, heads); h < group_first_head(g + 1, heads); ++h)
       for (index_t i = 0; i < n; ++i)
-        if (!sums.add_row(g, i, row_of(h, i, buffer), kernels)) {
+        if (!sums.add_row(g, i, maps.head<T>(h).row(i).data(), kernels)) {
           first_bad[g] = h * n + i;  // nothing may throw inside a parallel loop: reported below
           return;
         }

@@ -190,26 +190,53 @@ inline double row_dot(const std::int32_t* cols, const float* e, index_t count, c
   return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
 }
 
-// One query row of attention (n fp32 values) into its column sums and its row total, in double: element j goes to
-// column j and to row lane j mod 16, the lanes reduced by halving. Returns the row total (not finite when the row
-// holds a NaN or Inf).
-inline double attention_row(const float* row, index_t n, double* received) {
-  double lanes[16] = {};
-  const index_t full = n - n % 16;
-  for (index_t j = 0; j < full; j += 16)
-    for (int l = 0; l < 16; ++l) {
-      const double v = row[j + l];
-      lanes[l] += v;
-      received[j + l] += v;
+// One query row of attention (n values, widened to fp32) into its column sums and its row total, in double:
+// element j goes to column j and to row lane j mod 32, the lanes reduced by halving. 32 lanes are several
+// independent vector chains at any width (16 lanes, one chain per 8-lane zmm pair, ran latency-bound at 1.6x a
+// read of the maps). Returns the row total (not finite when the row holds a NaN or Inf).
+template <class Chunk>
+inline double attention_row_of(Chunk chunk, index_t n, double* received) {
+  constexpr int kLanes = 32;
+  double lanes[kLanes] = {};
+  const index_t full = n - n % kLanes;
+  float scratch[kLanes];
+  for (index_t j = 0; j < full; j += kLanes) {
+    const float* v = chunk(j, kLanes, scratch);  // the row itself, or its 16-bit values widened into scratch
+    for (int l = 0; l < kLanes; ++l) {
+      lanes[l] += v[l];
+      received[j + l] += v[l];
     }
-  for (index_t j = full; j < n; ++j) {
-    const double v = row[j];
-    lanes[j - full] += v;
-    received[j] += v;
   }
-  for (int half = 8; half >= 1; half /= 2)
+  if (full < n) {
+    const float* v = chunk(full, n - full, scratch);
+    for (index_t j = full; j < n; ++j) {
+      lanes[j - full] += v[j - full];
+      received[j] += v[j - full];
+    }
+  }
+  for (int half = kLanes / 2; half >= 1; half /= 2)
     for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
   return lanes[0];
+}
+inline double attention_row(const float* row, index_t n, double* received) {
+  return attention_row_of([row](index_t j, index_t, float*) { return row + j; }, n, received);
+}
+inline double attention_row_half(const std::uint16_t* row, index_t n, double* received) {
+  return attention_row_of(
+      [row](index_t j, index_t count, float* out) {
+        V::widen_half(row + j, out, count);
+        return static_cast<const float*>(out);
+      },
+      n, received);
+}
+inline double attention_row_bf16(const std::uint16_t* row, index_t n, double* received) {
+  return attention_row_of(
+      [row](index_t j, index_t count, float* out) {
+        auto* bits = reinterpret_cast<std::uint32_t*>(out);
+        for (index_t t = 0; t < count; ++t) bits[t] = static_cast<std::uint32_t>(row[j + t]) << 16;
+        return static_cast<const float*>(out);
+      },
+      n, received);
 }
 
 // ------------------------------------------------------------------------------------------ row hashing
@@ -250,9 +277,21 @@ inline void widen_bf16(const std::uint16_t* src, float* dst, index_t n) {
 
 // The table levels.hpp hands out.
 inline const KernelTable& table() {
-  static constexpr KernelTable kernels{kIsa,         V::kMR,        V::kNRVectors * V::kLanes, &gram_tile,
-                                       &edge_weights, &softmax_row,  &squared_norm,             &dot,
-                                       &row_dot,     &attention_row, &widen_half,               &widen_bf16, &pack_panel,
-                                       &row_hash};
+  static constexpr KernelTable kernels{.isa = kIsa,
+                                       .micro_rows = V::kMR,
+                                       .micro_cols = V::kNRVectors * V::kLanes,
+                                       .gram_tile = &gram_tile,
+                                       .edge_weights = &edge_weights,
+                                       .softmax_row = &softmax_row,
+                                       .squared_norm = &squared_norm,
+                                       .dot = &dot,
+                                       .row_dot = &row_dot,
+                                       .attention_row = &attention_row,
+                                       .attention_row_half = &attention_row_half,
+                                       .attention_row_bf16 = &attention_row_bf16,
+                                       .widen_half = &widen_half,
+                                       .widen_bf16 = &widen_bf16,
+                                       .pack_panel = &pack_panel,
+                                       .row_hash = &row_hash};
   return kernels;
 }

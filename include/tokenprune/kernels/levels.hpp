@@ -40,6 +40,8 @@ struct KernelTable {
   double (*dot)(const double* a, const double* b, index_t n);
   double (*row_dot)(const std::int32_t* cols, const float* e, index_t count, const double* x);
   double (*attention_row)(const float* row, index_t n, double* received);
+  double (*attention_row_half)(const std::uint16_t* row, index_t n, double* received);
+  double (*attention_row_bf16)(const std::uint16_t* row, index_t n, double* received);
   void (*widen_half)(const std::uint16_t* src, float* dst, index_t n);
   void (*widen_bf16)(const std::uint16_t* src, float* dst, index_t n);
   void (*pack_panel)(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out);
