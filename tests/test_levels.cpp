@@ -182,10 +182,11 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
     sparse_e.push_back(std::abs(x[static_cast<std::size_t>(j)]));
   }
   // The documented orders, spelled out independently.
-  double norm_lanes[8] = {};
-  for (index_t j = 0; j < n; ++j) norm_lanes[j % 8] = std::fma(double(x[j]), double(x[j]), norm_lanes[j % 8]);
-  const double norm = ((norm_lanes[0] + norm_lanes[4]) + (norm_lanes[2] + norm_lanes[6])) +
-                      ((norm_lanes[1] + norm_lanes[5]) + (norm_lanes[3] + norm_lanes[7]));
+  double norm_lanes[32] = {};
+  for (index_t j = 0; j < n; ++j) norm_lanes[j % 32] = std::fma(double(x[j]), double(x[j]), norm_lanes[j % 32]);
+  for (int half = 16; half >= 1; half /= 2)  // lane l plus lane l + half
+    for (int l = 0; l < half; ++l) norm_lanes[l] += norm_lanes[l + half];
+  const double norm = norm_lanes[0];
   double dot_lanes[4] = {};
   for (index_t j = 0; j < n; ++j) dot_lanes[j % 4] = std::fma(xd[j], yd[j], dot_lanes[j % 4]);
   const double dot = (dot_lanes[0] + dot_lanes[1]) + (dot_lanes[2] + dot_lanes[3]);

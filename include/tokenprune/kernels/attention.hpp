@@ -30,17 +30,14 @@ inline index_t padded(index_t n, index_t per_line) { return (n + per_line - 1) /
 
 // Accumulates rows of fp32 attention into the received (column) and given (row) sums, in double: raw-logit maps
 // have means near zero, where fp32 partial sums would cancel away the digits that rank tokens. Each value is
-// widened once and added twice: to its column's sum and to one of 16 row lanes. The arithmetic does not depend
-// on the SIMD width the compiler targets: element j goes to lane j mod 16 (an Eigen fixed-size array: the same
-// per-lane operations in zmm, ymm or xmm registers), the lanes are reduced in a fixed pairwise order, and a
-// column sum adds its group's rows in order. Both FoPru input paths (maps, queries and keys) feed rows through
+// widened once and added twice: to its column's sum and to one of 32 row lanes (kernels/level_body.inl,
+// attention_row). The arithmetic does not depend on the instruction-set level: element j goes to lane j mod 32,
+// the lanes are reduced in a fixed pairwise order, and a column sum adds its group's rows in order. Both FoPru input paths (maps, queries and keys) feed rows through
 // this in the same order, so equal rows give bitwise equal significance. One row per step is also the fastest
 // order measured: it reads the maps as one sequential stream, while interleaving several rows (fewer column
 // updates) ran 1.5 to 2.5 times slower.
 class AttentionAccumulator {
  public:
-  static constexpr index_t kLanes = 16;
-
   void reserve(index_t n) { partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8))); }
 
   // Starts a pass over n tokens and `heads` heads.

@@ -144,12 +144,14 @@ inline void softmax_row(float* p, index_t n, float scale) {
 }
 
 // ------------------------------------------------------------------------------------- double reductions
-// sum_j x_j^2 in double: 8 lanes (element j in lane j mod 8), fma chains, reduced pairwise.
+// sum_j x_j^2 in double: 32 lanes (element j in lane j mod 32: several independent vector chains at any width),
+// fma chains, reduced by halving.
 inline double squared_norm(const float* x, index_t d) {
-  double lanes[8] = {};
-  const index_t full = d - d % 8;
-  for (index_t j = 0; j < full; j += 8)
-    for (int l = 0; l < 8; ++l) {
+  constexpr int kLanes = 32;
+  double lanes[kLanes] = {};
+  const index_t full = d - d % kLanes;
+  for (index_t j = 0; j < full; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
       const double v = x[j + l];
       lanes[l] = std::fma(v, v, lanes[l]);
     }
@@ -157,7 +159,7 @@ inline double squared_norm(const float* x, index_t d) {
     const double v = x[j];
     lanes[j - full] = std::fma(v, v, lanes[j - full]);
   }
-  for (int half = 4; half >= 1; half /= 2)
+  for (int half = kLanes / 2; half >= 1; half /= 2)
     for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
   return lanes[0];
 }
@@ -240,15 +242,17 @@ inline double attention_row_bf16(const std::uint16_t* row, index_t n, double* re
 }
 
 // ------------------------------------------------------------------------------------------ row hashing
-// A hash of a row's values (+0 and -0 alike) for grouping identical tokens: 16 independent FNV-style 32-bit
-// lanes (element j in lane j mod 16), folded into 64 bits. Equal rows hash equal; the rare collision is resolved
+// A hash of a row's values (+0 and -0 alike) for grouping identical tokens: 64 independent FNV-style 32-bit
+// lanes (element j in lane j mod 64: the multiply's latency spread over several vector chains), folded into
+// 64 bits. Equal rows hash equal; the rare collision is resolved
 // by comparing rows. Integer arithmetic: the same value on every level.
 inline std::uint64_t row_hash(const float* row, index_t d) {
-  std::uint32_t lanes[16];
-  for (std::uint32_t l = 0; l < 16; ++l) lanes[l] = 2166136261u + l;
-  const index_t full = d - d % 16;
-  for (index_t j = 0; j < full; j += 16)
-    for (index_t l = 0; l < 16; ++l) {
+  constexpr int kLanes = 64;
+  std::uint32_t lanes[kLanes];
+  for (std::uint32_t l = 0; l < kLanes; ++l) lanes[l] = 2166136261u + l;
+  const index_t full = d - d % kLanes;
+  for (index_t j = 0; j < full; j += kLanes)
+    for (index_t l = 0; l < kLanes; ++l) {
       std::uint32_t bits;
       std::memcpy(&bits, row + j + l, sizeof bits);
       bits = row[j + l] == 0.0f ? 0u : bits;
