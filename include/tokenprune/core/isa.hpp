@@ -22,6 +22,7 @@
 
 #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
 #define TOKENPRUNE_X86_DISPATCH 1
+#include <cpuid.h>
 #else
 #define TOKENPRUNE_X86_DISPATCH 0
 #endif
@@ -55,6 +56,17 @@ inline constexpr std::array<Isa, 3> kAllIsas = {Isa::avx512, Isa::avx2, Isa::por
   return std::nullopt;
 }
 
+#if TOKENPRUNE_X86_DISPATCH
+namespace detail {
+// CPUID leaf 1, ECX bit 29 (Clang 14's __builtin_cpu_supports does not know "f16c"). The OS-saved AVX state it
+// needs is checked by __builtin_cpu_supports("avx2").
+inline bool cpu_has_f16c() noexcept {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  return __get_cpuid(1, &a, &b, &c, &d) != 0 && ((c >> 29) & 1u) != 0;
+}
+}  // namespace detail
+#endif
+
 // Whether this CPU (and its operating system, which must save the wider registers) runs the level.
 [[nodiscard]] inline bool isa_supported(Isa isa) noexcept {
 #if TOKENPRUNE_X86_DISPATCH
@@ -65,7 +77,7 @@ inline constexpr std::array<Isa, 3> kAllIsas = {Isa::avx512, Isa::avx2, Isa::por
              __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
              __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     case Isa::avx2:
-      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+      return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && detail::cpu_has_f16c();
     case Isa::portable:
       return true;
   }
