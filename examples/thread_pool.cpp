@@ -42,7 +42,7 @@ int main() {
   EnginePool pool;
   tp::GPrune pooled;
   pooled.set_executor(tp::Executor(&EnginePool::run, &pool, pool.threads));
-  pooled.reserve(n, dim);  // after set_executor: one set of Gram buffers per worker slot
+  pooled.reserve(n, dim);  // after set_executor: the OpenMP team is not started for a pool
   const auto kept = pooled.prune(inputs, tp::Budget::ratio(0.25));
 
   tp::GPrune alone;

@@ -10,7 +10,7 @@
 // neighbour statistics and propagation over the edges as compressed rows (O(iterations * edges); a graph with
 // more than 64 edges per token on the dense path uses whole dense rows instead); matrix powers are never formed.
 // Memory: up to `max_dense_tokens` distinct tokens the lower triangle of the weights is kept dense (n^2 floats);
-// beyond it, one row panel of the Gram at a time (256 x n floats) plus the edges only.
+// beyond it, one row panel of the Gram at a time (kTile = 288 rows x n floats) plus the edges only.
 //
 // Thread safety: one instance per thread; prune() mutates the instance's workspace. Instances share nothing.
 // With OpenMP enabled by the engine's build (-fopenmp), prune() spreads the Gram over OpenMP threads; the
@@ -52,7 +52,7 @@ class GPrune {
 
   // Where the Gram tiles and row loops run: by default OpenMP threads (when compiled with OpenMP) or the calling
   // thread; an engine passes its own pool (see core/executor.hpp). Answers are the same with any executor. Call
-  // before reserve(), which sizes one set of Gram buffers per worker.
+  // before reserve(), which starts the OpenMP team for the default executor only.
   void set_executor(const Executor& executor) { gram_.set_executor(executor); }
   [[nodiscard]] const Executor& executor() const noexcept { return gram_.executor(); }
 
