@@ -6,7 +6,8 @@
 #   scripts/demo.sh            about a minute on a 2-core machine (plus first-time apt installs and the build)
 #   scripts/demo.sh --bench    also build and run the benchmarks (tokenprune_bench), if that target exists
 #
-# Environment: JOBS (default 2), BUILD_DIR (default build/release).
+# Environment: JOBS (default 2), BUILD_DIR (default build/release), TOKENPRUNE_ISA (kernel instruction-set level:
+# avx512 | avx2 | portable; default the best this CPU supports; every level gives the same answers).
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +34,14 @@ cmake --build "$build" -j "$jobs" --target tokenprune_cli
 tool="$build/tokenprune"
 [[ -x "$tool" ]] || { echo "demo.sh: $tool was not built" >&2; exit 1; }
 "$tool" --version
+# The kernel level every run below uses ("isa: avx512 (supported: avx512 avx2 portable)"; TOKENPRUNE_ISA picks it).
+isa="$("$tool" --version | sed -n 's/^isa: \([a-z0-9]*\).*/\1/p')"
+[[ -n "$isa" ]] || { echo "demo.sh: no 'isa:' line in $tool --version" >&2; exit 1; }
+if [[ -n "${TOKENPRUNE_ISA:-}" ]]; then
+  echo "kernels: isa level $isa (TOKENPRUNE_ISA=$TOKENPRUNE_ISA)"
+else
+  echo "kernels: isa level $isa (the best this CPU supports; TOKENPRUNE_ISA=avx512|avx2|portable picks one)"
+fi
 
 shared="$repo/../shared/fixtures/reference"
 banner "reference cases bundled with the project (tests/data/reference)"
