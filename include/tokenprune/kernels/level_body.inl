@@ -201,7 +201,7 @@ inline double attention_row_of(Chunk chunk, index_t n, double* received) {
   constexpr int kLanes = 32;
   double lanes[kLanes] = {};
   const index_t full = n - n % kLanes;
-  float scratch[kLanes];
+  float scratch[kLanes] = {};  // (initialized: GCC 12 cannot see that the widening lambdas fill it)
   for (index_t j = 0; j < full; j += kLanes) {
     const float* v = chunk(j, kLanes, scratch);  // the row itself, or its 16-bit values widened into scratch
     for (int l = 0; l < kLanes; ++l) {
