@@ -229,7 +229,9 @@ TEST_CASE("fopru: agrees with a float64 reference on random maps", "[fopru][refe
             for (Index j = 0; j < n; ++j)
               CHECK(std::abs(scores[static_cast<std::size_t>(j)] - sig[static_cast<std::size_t>(j)]) <=
                     1e-6 * std::abs(sig[static_cast<std::size_t>(j)]) + 1e-12);
-            if (clear_gap(sig, k, 1e-9)) {
+            // FoPru ranks the fp32 means (scores()), each within 1e-6 of the float64 value (checked above): the
+            // selection is the reference's wherever the boundary gap exceeds both errors.
+            if (clear_gap(sig, k, 3e-6)) {
               CHECK(kept == reference_rank(sig, k));
               ++compared;
             } else {
@@ -239,7 +241,7 @@ TEST_CASE("fopru: agrees with a float64 reference on random maps", "[fopru][refe
             for (Index t = 0; t < n; ++t) row_sums[static_cast<std::size_t>(t / side)] += sig[static_cast<std::size_t>(t)];
             const auto kept_rows = to_vector(row.prune(maps_input(a.view()), tp::Budget::count(k)));
             CHECK(static_cast<Index>(kept_rows.size()) == k / side * side);
-            if (clear_gap(row_sums, k / side, 1e-9)) {
+            if (clear_gap(row_sums, k / side, 3e-6)) {
               CHECK(kept_rows == reference_rows(sig, side, side, k));
               ++compared;
             } else {
@@ -248,7 +250,9 @@ TEST_CASE("fopru: agrees with a float64 reference on random maps", "[fopru][refe
           }
         }
       }
-  CHECK(compared > 20 * skipped);
+  // Most skips are the given axis of probability maps: every row sums to 1, so the row means tie in fp32 (their
+  // float64 values differ by rounding noise alone) and the tie goes to the lower index, not to the noise.
+  CHECK(compared > 500);
 }
 
 TEST_CASE("fopru: the axis options", "[fopru]") {
@@ -476,4 +480,23 @@ TEST_CASE("fopru: Segmented, each image with its own grid and budget", "[fopru][
   tp::Segmented<tp::FoPru> rank;
   CHECK(error_text([&] { rank.prune(maps_input(all.view()), tp::SegmentLayout{N, bad, {}}); }).find("segment.tokens = 2") !=
         std::string::npos);
+}
+
+TEST_CASE("fopru: keeps the top-k of scores(), also where double sums differ below fp32 resolution", "[fopru]") {
+  // Column 1 receives 2^-30 more than column 0 in exact (and double) arithmetic; both means round to the same
+  // fp32 value 0.5. scores() shows a tie, so the tie must go to the lower index, as scores() lets a caller check.
+  const float tiny = std::ldexp(1.0f, -30);
+  const std::vector<float> maps = {1.0f, 1.0f,   // query 0
+                                   0.0f, tiny};  // query 1
+  tp::FoPru pruner(tp::FoPruConfig{tp::FoPruStrategy::rank, tp::FoPruAxis::received});
+  tp::PruneInputs in;
+  in.attention = tp::AttentionMaps(maps.data(), 1, 2);
+  const auto kept = to_vector(pruner.prune(in, tp::Budget::count(1)));
+  REQUIRE(pruner.scores().size() == 2);
+  CHECK(pruner.scores()[0] == pruner.scores()[1]);
+  CHECK(kept == std::vector<tp::index_t>{0});
+  // The row strategy ranks rows by the sums of the same scores: a 1 x 2 grid of rows... here 2 rows of 1 token.
+  tp::FoPru rows(tp::FoPruConfig{tp::FoPruStrategy::row, tp::FoPruAxis::received});
+  in.grid = tp::Grid{2, 1};
+  CHECK(to_vector(rows.prune(in, tp::Budget::count(1))) == std::vector<tp::index_t>{0});
 }

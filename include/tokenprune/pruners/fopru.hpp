@@ -94,10 +94,13 @@ class FoPru {
       chosen_ = FoPruAxis::received;
     }
 
+    // Ranked on scores() itself (the fp32 means), so a caller sees exactly the values that were ranked: two
+    // double sums that differ below fp32 resolution tie, and the tie goes to the lower index.
+    const std::span<const float> ranked(scores_.data(), static_cast<std::size_t>(n));
     if (config_.strategy == FoPruStrategy::rank) {
-      kernels::top_k_ascending(significance, kept, order_, std::span<index_t>(kept_.data(), kept));
+      kernels::top_k_ascending(ranked, kept, order_, std::span<index_t>(kept_.data(), kept));
     } else {
-      keep_rows(significance, grid_for(shape), kept);
+      keep_rows(ranked, grid_for(shape), kept);
     }
     return {kept_.data(), static_cast<std::size_t>(kept)};
   }
@@ -128,12 +131,12 @@ class FoPru {
     return chosen_ == FoPruAxis::received ? std::span<const double>(received_) : std::span<const double>(given_);
   }
 
-  // Keeps the floor(kept / cols) rows with the largest significance sums, whole.
-  void keep_rows(std::span<const double> significance, Grid grid, index_t kept) {
+  // Keeps the floor(kept / cols) rows with the largest sums of scores (added in double, in column order), whole.
+  void keep_rows(std::span<const float> significance, Grid grid, index_t kept) {
     const index_t rows_kept = kept / grid.cols;
     for (index_t r = 0; r < grid.rows; ++r) {
       double total = 0.0;
-      for (index_t c = 0; c < grid.cols; ++c) total += significance[static_cast<std::size_t>(r * grid.cols + c)];
+      for (index_t c = 0; c < grid.cols; ++c) total += static_cast<double>(significance[static_cast<std::size_t>(r * grid.cols + c)]);
       row_score_[static_cast<std::size_t>(r)] = total;
     }
     // The kept rows land in the tail of kept_ (ascending), then expand in place into ascending token indices.
