@@ -27,9 +27,11 @@
 #              (netlib) BLAS one selection takes ~50 s and the torch column is meaningless. Default: the system's
 #              OpenBLAS (/usr/lib/x86_64-linux-gnu/openblas-pthread, from libopenblas-dev, which
 #              scripts/setup.sh installs for the floor) if installed.
-#   OPENBLAS_CORETYPE  passed through to OpenBLAS (e.g. SkylakeX): Debian's OpenBLAS 0.3.21 picks its kernels
-#              from CPUID and may choose AVX2 (Haswell) kernels on AVX-512 CPUs it does not know (AMD Zen 4).
-#              The script prints the core OpenBLAS chose and warns when it looks weaker than the CPU.
+#   FLOOR_CORETYPE  OpenBLAS's kernels for the floor (and torch): auto (default) lets OpenBLAS choose from CPUID
+#              and ignores an OPENBLAS_CORETYPE inherited from the environment (an environment that pins, e.g.,
+#              OPENBLAS_CORETYPE=Haswell on an AVX-512 CPU halves the floor's speed, which flatters the tool);
+#              a core name (SkylakeX, Cooperlake, Haswell, ...) forces it. The script prints the core OpenBLAS
+#              ran and warns when it has no AVX-512 kernels on an AVX-512 CPU.
 #
 # The G-Prune floor is BM_SyrkOpenBLAS/next_d4096 (cblas_ssyrk of the two Grams, 576 x 4096 and 2304 x 4096,
 # one iteration) on 1 OpenBLAS thread for thr 1 and BM_SyrkOpenBLAS2T (2 OpenBLAS threads) for thr 2. The Eigen
@@ -51,6 +53,13 @@ if [[ -z "${TORCH_BLAS_DIR:-}" && -e /usr/lib/x86_64-linux-gnu/openblas-pthread/
   TORCH_BLAS_DIR=/usr/lib/x86_64-linux-gnu/openblas-pthread
 fi
 TORCH_BLAS_DIR=${TORCH_BLAS_DIR:-}
+FLOOR_CORETYPE=${FLOOR_CORETYPE:-auto}
+INHERITED_CORETYPE=${OPENBLAS_CORETYPE:-}
+if [[ $FLOOR_CORETYPE == auto ]]; then
+  unset OPENBLAS_CORETYPE
+else
+  export OPENBLAS_CORETYPE=$FLOOR_CORETYPE
+fi
 
 if [[ $NATIVE == 1 ]]; then native_flag=ON; else native_flag=OFF; fi
 echo "== build ($BUILD, Release, TOKENPRUNE_NATIVE=$native_flag)"
@@ -150,14 +159,15 @@ if [[ -x "$TOOL" ]]; then
   fi
 fi
 openblas_core=$(json_get "$OUT/context.json" context openblas_core)
+inherited_note=""
+if [[ $FLOOR_CORETYPE == auto && -n "$INHERITED_CORETYPE" ]]; then
+  inherited_note="; OPENBLAS_CORETYPE=$INHERITED_CORETYPE from the environment ignored, FLOOR_CORETYPE=$INHERITED_CORETYPE to use it"
+fi
 echo "openblas: $(json_get "$OUT/context.json" context openblas_config) (core: ${openblas_core:-unknown}," \
-  "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-<unset>})"
+  "FLOOR_CORETYPE=$FLOOR_CORETYPE$inherited_note)"
 if [[ "$bench_isa" == avx512 && -n "$openblas_core" ]] && ! grep -q -i -E 'skylakex|cooperlake|sapphire|zen4|zen5' <<<"$openblas_core"; then
-  coretype_note=""
-  [[ -n "${OPENBLAS_CORETYPE:-}" ]] && coretype_note=" (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE is set in the environment)"
   echo "warning: OpenBLAS runs its $openblas_core kernels (no AVX-512) on this AVX-512 CPU while tokenprune runs" \
-    "avx512, so the floor is weaker than the CPU allows$coretype_note. OPENBLAS_CORETYPE=SkylakeX selects" \
-    "OpenBLAS's AVX-512 kernels."
+    "avx512, so the floor is weaker than the CPU allows. FLOOR_CORETYPE=SkylakeX selects OpenBLAS's AVX-512 kernels."
 fi
 
 # Rounds: tool and OpenBLAS floor alternate (tool, floor, tool, floor, ...) so that the machine's drift hits both.
