@@ -20,15 +20,15 @@ namespace tokenprune::kernels {
 // group[i] = the group of token i, groups numbered 0.. in order of their first member; first[g] = that member.
 // Returns the number of groups. `order` and `hash` are scratch of n entries. Rows compare by value (== on
 // every element), so +0 and -0 match.
+// With `hashed`, hash[i] already holds kernels.row_hash of row i (G-Prune computes it while the row is in cache).
 inline index_t group_identical_rows(const ConstRowMap<float>& unit, std::span<index_t> group, std::span<index_t> first,
                                     std::span<index_t> order, std::span<std::uint64_t> hash,
-                                    const Executor& executor = {}) {
+                                    const Executor& executor = {}, bool hashed = false) {
   const index_t n = unit.rows(), d = unit.cols();
   const KernelTable& kernels = active_kernels();  // row_hash: the same value on every level (integer arithmetic)
-  for_each_row(executor, n, d, [&](index_t i) {
-    hash[static_cast<std::size_t>(i)] = kernels.row_hash(unit.row(i).data(), d);
-    order[static_cast<std::size_t>(i)] = i;
-  });
+  if (!hashed)
+    for_each_row(executor, n, d, [&](index_t i) { hash[static_cast<std::size_t>(i)] = kernels.row_hash(unit.row(i).data(), d); });
+  for (index_t i = 0; i < n; ++i) order[static_cast<std::size_t>(i)] = i;
   auto by_hash = [&hash](index_t a, index_t b) {
     return hash[static_cast<std::size_t>(a)] < hash[static_cast<std::size_t>(b)] ||
            (hash[static_cast<std::size_t>(a)] == hash[static_cast<std::size_t>(b)] && a < b);

@@ -71,14 +71,15 @@ class GramWorkspace {
   // diagonal tile only entries j <= i are valid) on the thread that computed it; then `on_panel(i0, i1)` runs
   // once, sequentially, for the finished panel. With `whole_triangle`, all panels are computed in one parallel
   // sweep before the on_panel calls (the caller keeps every panel in place, so no memory is reused).
+  // With `prepacked`, the caller has already packed `unit` (pack_panel() for every panel, after packed_for()).
   template <class RowsOf, class OnTile, class OnPanel>
   void lower_gram(const ConstRowMap<float>& unit, index_t ld, bool whole_triangle, RowsOf rows_of, OnTile on_tile,
-                  OnPanel on_panel) {
+                  OnPanel on_panel, bool prepacked = false) {
     const index_t n = unit.rows();
     const index_t d = unit.cols();
     if (n == 0) return;
     const KernelTable& kernels = active_kernels();
-    pack(unit, lhs_);
+    if (!prepacked) pack(unit, lhs_);
     const float* packed = lhs_.data();
     const index_t panels = (n + kTile - 1) / kTile;
     auto run_tile = [&](index_t p, index_t q) {
@@ -103,6 +104,13 @@ class GramWorkspace {
         on_panel(p * kTile, std::min(n, (p + 1) * kTile));
       }
     }
+  }
+
+  // Sizes the Gram's packed operand for rows x d; then pack_panel(unit, p) packs rows [p kPanel, p kPanel + kPanel)
+  // of `unit` (any thread, distinct panels in parallel) for a later lower_gram(..., prepacked = true).
+  void packed_for(index_t rows, index_t d) { lhs_.ensure(packed_size(rows, d)); }
+  void pack_panel(const ConstRowMap<float>& unit, index_t panel, const KernelTable& kernels) {
+    kernels.pack_panel(unit.data(), unit.outerStride(), unit.rows(), unit.cols(), panel, lhs_.data());
   }
 
   // out (a.rows() x b.rows(), row-major, stride ld) = a b^T, on the calling thread, entries as in lower_gram.

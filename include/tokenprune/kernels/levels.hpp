@@ -154,8 +154,11 @@ struct V {
       return;
     }
     float* dst = out + panel * kPanel * d;
-    for (index_t k = 0; k < d; k += 8)
-      for (index_t c = 0; c < kPanel; c += 8) {
+    // 64 depths of 8 rows at a time: the 8 source rows (a whole number of pages apart, so they share cache sets)
+    // touch 32 lines, within L1's associativity; 48 rows at once thrashed (pack measured 2.7 GB/s).
+    for (index_t k0 = 0; k0 < d; k0 += 64)
+      for (index_t c = 0; c < kPanel; c += 8)
+        for (index_t k = k0; k < std::min(d, k0 + 64); k += 8) {
         const float* src = x + (first + c) * ld + k;
         __m256 r[8], t[8];
         for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);

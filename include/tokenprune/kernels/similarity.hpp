@@ -13,11 +13,18 @@ namespace tokenprune::kernels {
 
 inline constexpr double kNormFloor = 1e-12;  // the reference's normalize() epsilon
 
+// Does nothing with a block of normalized rows.
+struct NoBlockHook {
+  void operator()(index_t, index_t) const noexcept {}
+};
+
 // Widens and normalizes every token of `x` into `unit` (n x dim, fp32) and writes the norms to `norms`.
-// Rows are independent, so they are spread over the executor's threads (same result for any count).
-template <Element T>
+// Rows are independent, so they are spread over the executor's threads (same result for any count), in blocks
+// of `block` rows; `after_block(i0, i1)` runs on the same thread right after rows [i0, i1), while they are still
+// in cache (G-Prune hashes and packs them there, which saves two passes over the features).
+template <Element T, class AfterBlock = NoBlockHook>
 void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float> norms, const char* argument,
-                    const Executor& executor = {}) {
+                    const Executor& executor = {}, index_t block = 1, AfterBlock after_block = {}) {
   const index_t n = x.rows(), d = x.cols();
   // A row with a NaN/Inf, or whose norm overflows fp32, gets a NaN norm; the lowest such row is reported after
   // the loop, because nothing may throw inside a parallel region.
@@ -31,14 +38,28 @@ void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float
     return row;
   };
   const KernelTable& kernels = active_kernels();
-  for_each_row(executor, n, d, [&](index_t i) {
-    float* row = load(i);
-    const double norm = std::sqrt(kernels.squared_norm(row, d));  // NaN/Inf inputs make it non-finite
+  auto one = [&](index_t i) {
+    // fp32 rows are read in place (one pass fewer: the unit row is written once); 16-bit rows are widened first.
+    const float* source = nullptr;
+    if constexpr (std::same_as<T, float>) {
+      source = x.row(i).data();
+    } else {
+      source = load(i);
+    }
+    const double norm = std::sqrt(kernels.squared_norm(source, d));  // NaN/Inf inputs make it non-finite
     const auto stored = static_cast<float>(norm);
     norms[static_cast<std::size_t>(i)] = std::isfinite(stored) ? stored : std::numeric_limits<float>::quiet_NaN();
     if (!std::isfinite(stored)) return;
     // fp32 division by the fp32 norm, as the reference's normalize() does.
-    unit.row(i) /= static_cast<float>(std::max(norm, kNormFloor));
+    const auto divisor = static_cast<float>(std::max(norm, kNormFloor));
+    float* row = unit.row(i).data();
+    for (index_t j = 0; j < d; ++j) row[j] = source[j] / divisor;
+  };
+  const index_t blocks = (n + block - 1) / block;
+  for_each_row(executor, blocks, block * d, [&](index_t b) {
+    const index_t i0 = b * block, i1 = std::min(n, i0 + block);
+    for (index_t i = i0; i < i1; ++i) one(i);
+    after_block(i0, i1);
   });
   index_t first_bad = 0;
   while (first_bad < n && !std::isnan(norms[static_cast<std::size_t>(first_bad)])) ++first_bad;

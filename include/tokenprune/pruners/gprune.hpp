@@ -85,7 +85,7 @@ class GPrune {
     const index_t k = budget.resolve(n);
     const index_t dim = x.dim();
     const auto un = static_cast<std::size_t>(n);
-    unit_.resize(un * static_cast<std::size_t>(dim));
+    grow(unit_, un * static_cast<std::size_t>(dim));  // grow only: resizing down and up again zero-fills
     for (auto* v : {&norms_, &node_norms_, &scores_}) v->resize(un);
     for (auto* v : {&mass_, &share_}) v->resize(un);
     for (auto* v : {&node_of_, &first_, &multiplicity_, &degrees_, &order_}) v->resize(un);
@@ -93,13 +93,23 @@ class GPrune {
     kept_.resize(static_cast<std::size_t>(k));
 
     RowMap<float> unit(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
-    visit_dtype(x.dtype(), [&]<class T>(T) { kernels::normalize_rows(x.as<T>(), unit, norms_, "features", executor()); });
+    const kernels::KernelTable& level = kernels::active_kernels();
+    // One pass over the features: each panel of rows is normalized, hashed and packed for the Gram while in cache.
+    const ConstRowMap<float> tokens(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
+    gram_.packed_for(n, dim);
+    auto hash_and_pack = [&](index_t i0, index_t i1) {
+      for (index_t i = i0; i < i1; ++i) hash_[static_cast<std::size_t>(i)] = level.row_hash(unit_.data() + i * dim, dim);
+      gram_.pack_panel(tokens, i0 / kernels::kPanel, level);
+    };
+    visit_dtype(x.dtype(), [&]<class T>(T) {
+      kernels::normalize_rows(x.as<T>(), unit, norms_, "features", executor(), kernels::kPanel, hash_and_pack);
+    });
     const index_t nodes = merge_identical_tokens(n, dim);
+    const bool packed = nodes == n;  // no duplicates: the nodes are the tokens, packed above
     const ConstRowMap<float> node_units(unit_.data(), nodes, dim, Eigen::OuterStride<>(dim));
     const auto node_multiplicity = std::span<const index_t>(multiplicity_).first(static_cast<std::size_t>(nodes));
 
     const kernels::EdgeRule rule{static_cast<float>(config_.threshold), static_cast<float>(config_.temperature)};
-    const kernels::KernelTable& level = kernels::active_kernels();
     // Neighbour statistics, then propagation, over whole rows of E however they are stored.
     auto flow = [&](auto rows) {
       stats_.compute(nodes, n, rows, node_multiplicity, level, executor());
@@ -113,13 +123,13 @@ class GPrune {
       // edges): as compressed rows, statistics and propagation cost O(edges) instead of O(n^2). Denser graphs
       // keep whole dense rows (the triangle mirrored). Both give bitwise equal results.
       const auto ld = nodes;
-      weights_.resize(static_cast<std::size_t>(nodes * nodes));
+      grow(weights_, static_cast<std::size_t>(nodes * nodes));
       gram_.lower_gram(
           node_units, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; },
           [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
             rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
           },
-          [](index_t, index_t) {});
+          [](index_t, index_t) {}, packed);
       if (lower_edges(nodes) <= edge_budget(nodes)) {
         graph_.reset();
         graph_.append_panel(weights_.data(), 0, nodes, ld);
@@ -131,14 +141,14 @@ class GPrune {
       }
     } else {
       // Sparse: one row panel of the Gram at a time; only the edges are kept.
-      weights_.resize(static_cast<std::size_t>(kernels::kTile * nodes));
+      grow(weights_, static_cast<std::size_t>(kernels::kTile * nodes));
       graph_.reset();
       gram_.lower_gram(
           node_units, nodes, false, [&](index_t) { return weights_.data(); },
           [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
             rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
           },
-          [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, nodes); });
+          [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, nodes); }, packed);
       graph_.complete();
       flow(sparse_row);
     }
@@ -163,6 +173,12 @@ class GPrune {
   [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges(); }
 
  private:
+  // Buffers whose contents each call overwrites only grow: a LLaVA-NeXT call alternates graphs of 576 and 2304
+  // tokens, and resizing 576^2 back up to 2304^2 floats zero-filled 21 MB per call.
+  static void grow(std::vector<float>& buffer, std::size_t size) {
+    if (buffer.size() < size) buffer.resize(size);
+  }
+
   // Edges of the dense lower triangle (e_ij > 0, j <= i).
   [[nodiscard]] std::size_t lower_edges(index_t nodes) const {
     std::size_t edges = 0;
@@ -190,7 +206,7 @@ class GPrune {
   // total mass (sum of norms) and norm. Returns the number of nodes.
   index_t merge_identical_tokens(index_t n, index_t dim) {
     const ConstRowMap<float> unit(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
-    const index_t nodes = kernels::group_identical_rows(unit, node_of_, first_, order_, hash_, executor());
+    const index_t nodes = kernels::group_identical_rows(unit, node_of_, first_, order_, hash_, executor(), /*hashed=*/true);
     std::fill(multiplicity_.begin(), multiplicity_.begin() + nodes, index_t{0});
     std::fill(mass_.begin(), mass_.begin() + nodes, 0.0);
     for (index_t i = 0; i < n; ++i) {
