@@ -365,3 +365,90 @@ TEST_CASE("alloc: Segmented<GPrune> with the LLaVA-NeXT layout allocates nothing
   CHECK(k1 == 18 + 10 + 4);
   CHECK(k2 == 12 + 6 + 3);
 }
+
+// An engine reserves once for its largest request (a video, say) and then serves whatever comes: each call picks
+// dense or sparse storage by its own size, so reserve() must have sized both.
+TEST_CASE("alloc: GPrune reserved for its largest request serves smaller ones on either path", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
+  const Index largest = 600, d = 64;
+  tp::GPrune pruner(tp::GPruneConfig{.max_dense_tokens = 500});
+  pruner.reserve(largest, d);
+  const tp::RowMatrix<float> video = random_tokens<float>(largest, d, 11), image = random_tokens<float>(480, d, 12),
+                             narrow = random_tokens<float>(100, 32, 13);
+  struct Request {
+    const tp::RowMatrix<float>* x;
+    bool sparse;
+  };
+  for (const Request r : {Request{&video, true}, Request{&image, false}, Request{&narrow, false}, Request{&video, true}}) {
+    INFO("n " << r.x->rows() << " d " << r.x->cols());
+    std::size_t kept = 0;
+    const Allocations a = count_allocations([&] { kept = pruner.prune(with_features(*r.x), tp::Budget::ratio(0.25)).size(); });
+    CHECK(a.total() == 0);
+    CHECK(kept == static_cast<std::size_t>(r.x->rows() / 4));
+    (void)r.sparse;  // by construction: more than max_dense_tokens distinct tokens take the sparse path
+  }
+}
+
+TEST_CASE("alloc: the span prune() returned stays valid across a reserve() within earlier bounds", "[alloc]") {
+  const tp::RowMatrix<float> x = random_tokens<float>(200, 32, 14);
+  tp::GPrune gprune;
+  gprune.reserve(300, 48);
+  const auto kept = gprune.prune(with_features(x), tp::Budget::count(50));
+  const std::vector<Index> copy(kept.begin(), kept.end());
+  const auto scores = gprune.scores();
+  gprune.reserve(300, 48);
+  gprune.reserve(250, 16);
+  CHECK(std::vector<Index>(kept.begin(), kept.end()) == copy);  // under ASan, a freed buffer would be reported here
+  CHECK(gprune.scores().data() == scores.data());
+  CHECK(gprune.prune(with_features(x), tp::Budget::count(50)).data() == kept.data());
+
+  const std::vector<float> maps = random_maps(2, 64, 15);
+  tp::FoPru fopru;
+  fopru.reserve(100, 0);
+  tp::PruneInputs in;
+  in.attention = tp::AttentionMaps(maps.data(), 2, 64);
+  const auto fkept = fopru.prune(in, tp::Budget::count(10));
+  const std::vector<Index> fcopy(fkept.begin(), fkept.end());
+  fopru.reserve(80, 0);
+  CHECK(std::vector<Index>(fkept.begin(), fkept.end()) == fcopy);
+  CHECK(fopru.prune(in, tp::Budget::count(10)).data() == fkept.data());
+}
+
+// Encoders put a CLS token and sometimes register tokens before the patches: the queries/keys path skips them.
+TEST_CASE("alloc: FoPru from queries and keys with 0, 1 and 5 skipped tokens, executor set after reserve", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
+  struct InlinePool {
+    static void run(void*, Index tasks, tp::Executor::Task task, void* loop) {
+      for (Index t = 0; t < tasks; ++t) task(loop, t, static_cast<int>(t % 3));
+    }
+  };
+  const Index heads = 4, n = 300, dh = 32, most_skipped = 5;
+  const auto q = random_tokens<float>(heads * (n + most_skipped), dh, 16);
+  const auto k = random_tokens<float>(heads * (n + most_skipped), dh, 17);
+  tp::FoPru pruner;
+  pruner.reserve(n, dh, most_skipped);
+  pruner.set_executor(tp::Executor(&InlinePool::run, nullptr, 3));  // after reserve: must not need more memory
+  for (const Index skip : {Index{0}, Index{1}, most_skipped})
+    for (const bool softmax : {true, false}) {
+      INFO("skip " << skip << " softmax " << softmax);
+      const Index total = n + skip;
+      tp::PruneInputs in;
+      in.query_keys.queries = tp::HeadMatrices(q.data(), heads, total, dh);
+      in.query_keys.keys = tp::HeadMatrices(k.data(), heads, total, dh);
+      in.query_keys.skip_tokens = skip;
+      in.query_keys.softmax = softmax;
+      std::size_t kept = 0;
+      const Allocations a = count_allocations([&] { kept = pruner.prune(in, tp::Budget::count(30)).size(); });
+      CHECK(a.total() == 0);
+      CHECK(kept == 30);
+    }
+  // fp16 maps on the pool set after reserve.
+  const std::vector<float> values = random_maps(heads, n, 18);
+  const std::vector<Eigen::half> half(values.begin(), values.end());
+  tp::PruneInputs maps;
+  maps.attention = tp::AttentionMaps(half.data(), heads, n);
+  std::size_t kept = 0;
+  const Allocations a = count_allocations([&] { kept = pruner.prune(maps, tp::Budget::count(30)).size(); });
+  CHECK(a.total() == 0);
+  CHECK(kept == 30);
+}

@@ -153,6 +153,7 @@ inline double variance(std::span<const double> values) {
 // sum_i q_i . k_j = (sum_i q_i) . k_j needs no product at all.
 class QueryKeyReducer {
  public:
+  // max_tokens: all tokens of the keys, skipped ones included.
   void reserve(index_t max_tokens, index_t head_dim) {
     const auto n = static_cast<std::size_t>(max_tokens), dh = static_cast<std::size_t>(head_dim);
     products_.reserve_product(std::min(max_tokens, kTile), max_tokens, head_dim);

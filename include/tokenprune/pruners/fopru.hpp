@@ -48,16 +48,20 @@ class FoPru {
     return k / grid_for(shape).cols * grid_for(shape).cols;
   }
 
-  // dim: the head dimension when significance comes from queries and keys; unused otherwise.
-  void reserve(index_t max_tokens, index_t dim) {
+  // dim: the head dimension when significance comes from queries and keys (0: maps or significance only).
+  // max_skip_tokens: the most leading tokens a queries/keys input skips (CLS, register tokens); the keys then hold
+  // up to max_tokens + max_skip_tokens rows. Calls that stay within these bounds allocate nothing, and a reserve()
+  // within the bounds of earlier ones keeps the spans returned by prune() valid.
+  void reserve(index_t max_tokens, index_t dim, index_t max_skip_tokens = 1) {
     if (max_tokens < 0) fail("max_tokens", max_tokens, "must be >= 0");
-    if (dim > 0) query_keys_.reserve(max_tokens + 1, dim);  // + a CLS token
+    if (dim < 0) fail("dim", dim, "must be >= 0");
+    if (max_skip_tokens < 0) fail("max_skip_tokens", max_skip_tokens, "must be >= 0");
+    if (dim > 0) query_keys_.reserve(max_tokens + max_skip_tokens, dim);
     const auto n = static_cast<std::size_t>(max_tokens);
     for (auto* v : {&received_, &given_, &row_score_}) v->reserve(n);
     scores_.reserve(n);
     accumulator_.reserve(max_tokens);
-    // One widened row per worker (16-bit maps).
-    row_buffer_.reserve(static_cast<std::size_t>(kernels::padded(max_tokens, 16) * executor_.workers()));
+    row_buffer_.reserve(static_cast<std::size_t>(kernels::padded(max_tokens, 16)));  // names a NaN in 16-bit maps
     executor_.warm_up();
     order_.reserve(n);
     kept_.reserve(n);
@@ -151,7 +155,7 @@ class FoPru {
     const auto un = static_cast<std::size_t>(n);
     for (auto* v : {&received_, &given_, &row_score_}) v->resize(un);
     scores_.resize(un);
-    row_buffer_.resize(static_cast<std::size_t>(kernels::padded(n, 16) * executor_.workers()));
+    row_buffer_.resize(static_cast<std::size_t>(kernels::padded(n, 16)));
     order_.resize(un);
     kept_.resize(un);
   }

@@ -58,16 +58,18 @@ class GPrune {
 
   [[nodiscard]] index_t kept_count(const TokenShape& shape, Budget budget) const { return budget.resolve(shape.n_tokens); }
 
-  // After this, prune() on up to max_tokens tokens of up to dim features allocates nothing on the dense path
-  // (n <= max_dense_tokens). On the sparse path it allocates only for graphs with more than 64 edges per token,
-  // and keeps that capacity for later calls.
+  // After this, prune() on up to max_tokens tokens of up to dim features allocates nothing, on either path,
+  // except that the sparse path allocates for graphs with more than 64 edges per token (and keeps that capacity).
+  // A reserve() within the bounds of earlier ones keeps the spans returned by prune() valid.
   void reserve(index_t max_tokens, index_t dim) {
     if (max_tokens < 0) fail("max_tokens", max_tokens, "must be >= 0");
     if (dim < 0) fail("dim", dim, "must be >= 0");
     const auto n = static_cast<std::size_t>(max_tokens);
     unit_.reserve(n * static_cast<std::size_t>(dim));
-    const bool dense = max_tokens <= config_.max_dense_tokens;
-    weights_.reserve(dense ? n * n : static_cast<std::size_t>(kernels::kTile) * n);
+    // Each call picks dense or sparse storage by its own node count, so both are sized: the dense square of the
+    // largest graph that takes the dense path, and the sparse path's row panel.
+    const auto largest_dense = static_cast<std::size_t>(std::min(max_tokens, config_.max_dense_tokens));
+    weights_.reserve(std::max(largest_dense * largest_dense, static_cast<std::size_t>(kernels::kTile) * n));
     graph_.reserve(n, edge_budget(max_tokens));
     gram_.reserve(max_tokens, dim);
     stats_.reserve(n);
@@ -136,6 +138,7 @@ class GPrune {
         graph_.complete();
         flow(sparse_row);
       } else {
+        graph_.reset();  // no compressed rows this call (sparse_edges() reads 0)
         mirror_lower(nodes);
         flow([&](index_t i, auto visit) { visit(nullptr, weights_.data() + i * ld, nodes); });
       }
@@ -169,7 +172,8 @@ class GPrune {
   [[nodiscard]] std::span<const float> scores() const noexcept { return scores_; }
   // Neighbour counts (self included; n for a zero token) of the last prune().
   [[nodiscard]] std::span<const index_t> degrees() const noexcept { return degrees_; }
-  // Edges (j <= i) of the last prune() when it took the sparse path, else 0.
+  // Edges (j <= i) that the last prune() stored as compressed rows (the sparse path, or the dense path of a graph
+  // with at most 64 edges per token), else 0.
   [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges(); }
 
  private:
