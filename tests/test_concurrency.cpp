@@ -6,6 +6,7 @@
 #include <tokenprune/tokenprune.hpp>
 
 #include <atomic>
+#include <barrier>
 #include <limits>
 #include <random>
 #include <thread>
@@ -89,10 +90,26 @@ namespace {
 struct ThreadPool {
   int workers = 2;
   bool reverse = false;  // claim tasks from the last one down
-  enum class Fault { none, skip_last, bad_worker, run_twice } fault = Fault::none;
+  // skip_and_repeat: task 1 is skipped and task 0 run twice (the total count is right); shared_slot: every
+  // thread passes worker slot 0, so two running tasks share one slot's scratch.
+  enum class Fault { none, skip_last, bad_worker, run_twice, skip_and_repeat, shared_slot } fault = Fault::none;
 
   static void run(void* self, index_t tasks, Executor::Task task, void* loop) {
     const auto& pool = *static_cast<const ThreadPool*>(self);
+    if (pool.fault == Fault::shared_slot) {  // two threads start tasks 2p and 2p + 1 together, both in slot 0
+      std::barrier together(2);
+      auto pair = [&](index_t first) {
+        for (index_t t = first; t < tasks; t += 2) {
+          together.arrive_and_wait();
+          task(loop, t, 0);
+        }
+        if (tasks % 2 == 1 && first == 1) together.arrive_and_drop();  // the other thread has one task more
+      };
+      std::thread other(pair, 1);
+      pair(0);
+      other.join();
+      return;
+    }
     std::atomic<index_t> next{0};
     std::vector<std::thread> threads;
     for (int w = 0; w < pool.workers; ++w) {
@@ -100,8 +117,11 @@ struct ThreadPool {
         for (index_t k = next.fetch_add(1); k < tasks; k = next.fetch_add(1)) {
           const index_t t = pool.reverse ? tasks - 1 - k : k;
           if (pool.fault == Fault::skip_last && t == tasks - 1) continue;
-          task(loop, t, pool.fault == Fault::bad_worker ? pool.workers : w);
-          if (pool.fault == Fault::run_twice && t == 0) task(loop, t, w);
+          if (pool.fault == Fault::skip_and_repeat && t == 1 && tasks > 1) continue;
+          const int slot = pool.fault == Fault::bad_worker ? pool.workers : pool.fault == Fault::shared_slot ? 0 : w;
+          task(loop, t, slot);
+          if ((pool.fault == Fault::run_twice || pool.fault == Fault::skip_and_repeat) && t == 0 && tasks > 1)
+            task(loop, t, w);
         }
       });
     }
@@ -162,7 +182,8 @@ TEST_CASE("executor: an engine's thread pool gives bitwise the answers of the ca
 TEST_CASE("executor: a pool that breaks the contract gets an error, not corrupted memory", "[concurrency][executor]") {
   const RowMatrix<float> x = drifting_features(600, 128, 6);
   using Fault = ThreadPool::Fault;
-  for (const Fault fault : {Fault::skip_last, Fault::bad_worker, Fault::run_twice}) {
+  for (const Fault fault : {Fault::skip_last, Fault::bad_worker, Fault::run_twice, Fault::skip_and_repeat,
+                            Fault::shared_slot}) {
     INFO("fault " << static_cast<int>(fault));
     ThreadPool pool{.workers = 2, .fault = fault};
     GPrune pruner;

@@ -14,14 +14,16 @@
 //     [0, workers) that no other task uses at the same time, and returns when all have finished.
 //
 // Tasks do not throw and do not allocate. The library checks the contract after each loop: a task that was
-// skipped, run twice or given a slot out of range ends in an Error naming "executor", and a task with a bad
-// slot is not run at all, so a broken pool cannot corrupt memory.
+// skipped or run twice (also both at once, by the sums of the task numbers), given a slot out of range, or given
+// a slot that another running task holds ends in an Error naming "executor"; a task with a bad or busy slot is
+// not run at all, so a broken pool cannot corrupt memory.
 
 #include <tokenprune/core/error.hpp>
 #include <tokenprune/core/types.hpp>
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 
 #if defined(_OPENMP)
 #include <omp.h>
@@ -111,12 +113,17 @@ class Executor {
   enum class Kind { automatic, sequential, pool };
   constexpr explicit Executor(Kind kind) noexcept : kind_(kind) {}
 
+  // Slots whose sharing by two running tasks is detected (pools with more workers are checked on these).
+  static constexpr int kCheckedSlots = 64;
+
   template <class Body>
   struct Loop {
     Body* body;
     int workers;
     std::atomic<index_t> done{0};
-    std::atomic<bool> bad_worker{false};
+    std::atomic<std::uint64_t> sum{0}, sum_of_squares{0};  // of the task numbers run: a skip plus a repeat shows
+    std::atomic<bool> bad_worker{false}, shared_slot{false};
+    std::atomic<bool> busy[kCheckedSlots] = {};
   };
 
   template <class Body>
@@ -126,8 +133,17 @@ class Executor {
       l->bad_worker.store(true, std::memory_order_relaxed);
       return;
     }
+    std::atomic<bool>* slot = worker < kCheckedSlots ? &l->busy[worker] : nullptr;
+    if (slot != nullptr && slot->exchange(true, std::memory_order_acquire)) {  // another task runs in this slot
+      l->shared_slot.store(true, std::memory_order_relaxed);
+      return;
+    }
     (*l->body)(t, worker);
+    if (slot != nullptr) slot->store(false, std::memory_order_release);
+    const auto u = static_cast<std::uint64_t>(t);
     l->done.fetch_add(1, std::memory_order_relaxed);
+    l->sum.fetch_add(u, std::memory_order_relaxed);
+    l->sum_of_squares.fetch_add(u * u, std::memory_order_relaxed);
   }
 
   template <class Body>
@@ -135,8 +151,18 @@ class Executor {
     Loop<Body> loop{&body, threads};
     run_(pool_, count, &trampoline<Body>, &loop);
     if (loop.bad_worker.load()) fail("executor", "worker slot", "out of [0, workers): that task was not run");
+    if (loop.shared_slot.load())
+      fail("executor", "worker slot", "given to two running tasks at once: the second one was not run");
     const index_t done = loop.done.load();
     if (done != count) fail("executor", done, "tasks ran, expected each task of the loop exactly once");
+    // Sums of t and t^2 over [0, count) (mod 2^64): equal counts with a task skipped and another repeated differ.
+    const auto n = static_cast<std::uint64_t>(count);
+    const std::uint64_t sum = n % 2 == 0 ? n / 2 * (n - 1) : (n - 1) / 2 * n;
+    std::uint64_t a = n - 1, b = n, c = 2 * n - 1;  // (n-1) n (2n-1) / 6 without overflowing before the division
+    (a % 2 == 0 ? a : b) /= 2;
+    (a % 3 == 0 ? a : b % 3 == 0 ? b : c) /= 3;
+    if (loop.sum.load() != sum || loop.sum_of_squares.load() != a * b * c)
+      fail("executor", "task numbers", "a task was skipped and another run more than once");
   }
 
   Run run_ = nullptr;
