@@ -6,7 +6,8 @@
 #   4. scripts/check-install.sh         install + find_package + add_subdirectory consumers
 #   5. ThreadSanitizer (concurrent instances), scripts/determinism.sh (-march levels x threads), scripts/fuzz.sh
 # Environment: JOBS (default 2), TOKENPRUNE_NATIVE=ON to add -march=native to tests/tools/benchmarks,
-#              SKIP_SANITIZE=1 / SKIP_HARDENING=1 to skip step 3 / 5, FUZZ_SECONDS (default 60)
+#              SKIP_SANITIZE=1 / SKIP_HARDENING=1 to skip step 3 / 5, FUZZ_SECONDS (default 60),
+#              CI=true (CI: the shared fixtures and the tool must exist, nothing may skip)
 #              (local iteration only; CI runs everything).
 set -euo pipefail
 
@@ -94,8 +95,12 @@ if [[ "${SKIP_HARDENING:-0}" != "1" ]]; then
   t=$SECONDS
   mkdir -p build/tsan
   # No OpenMP here: libgomp is not instrumented and would report its own synchronization.
+  catch_libs=()  # Catch2 3 is a compiled library (Catch2 2.13 is header-only, main in tests/main.cpp)
+  if [[ -f /usr/include/catch2/catch_test_macros.hpp || -f /usr/local/include/catch2/catch_test_macros.hpp ]]; then
+    catch_libs=(-lCatch2Main -lCatch2)
+  fi
   g++ -std=c++20 -O1 -g -fsanitize=thread -Iinclude -Itests -I/usr/include/eigen3 \
-    tests/main.cpp tests/test_concurrency.cpp -o build/tsan/concurrency
+    tests/main.cpp tests/test_concurrency.cpp "${catch_libs[@]+"${catch_libs[@]}"}" -o build/tsan/concurrency
   TSAN_OPTIONS="halt_on_error=1" build/tsan/concurrency
   finish_step "ThreadSanitizer" $t
 
