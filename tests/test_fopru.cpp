@@ -500,3 +500,20 @@ TEST_CASE("fopru: keeps the top-k of scores(), also where double sums differ bel
   in.grid = tp::Grid{2, 1};
   CHECK(to_vector(rows.prune(in, tp::Budget::count(1))) == std::vector<tp::index_t>{0});
 }
+
+TEST_CASE("fopru: a bad grid names the dimension that is wrong", "[fopru]") {
+  const std::vector<float> sig = {0.1f, 0.2f, 0.3f, 0.4f};
+  tp::FoPru rows(tp::FoPruConfig{tp::FoPruStrategy::row});
+  tp::PruneInputs in;
+  in.significance = sig;
+  for (const auto& [grid, argument] : {std::pair{tp::Grid{0, 4}, "grid.rows"}, std::pair{tp::Grid{4, 0}, "grid.cols"},
+                                       std::pair{tp::Grid{-1, 2}, "grid.rows"}, std::pair{tp::Grid{3, 2}, "grid.rows*grid.cols"}}) {
+    in.grid = grid;
+    try {
+      rows.prune(in, tp::Budget::count(2));
+      FAIL("no error for grid " << grid.rows << "x" << grid.cols);
+    } catch (const tp::Error& e) {
+      CHECK(std::string(e.argument()) == argument);
+    }
+  }
+}

@@ -55,7 +55,11 @@ struct PruneInputs {
     if (!attention.empty()) agree("attention.n_tokens", attention.n_tokens());
     if (!query_keys.empty()) agree("query_keys.n_tokens", query_keys.n_tokens());
     if (significance.data() != nullptr) agree("significance.size", static_cast<index_t>(significance.size()));
-    if (!grid.empty()) agree("grid.rows*grid.cols", grid.size());
+    if (!grid.empty()) {
+      if (grid.rows <= 0) fail("grid.rows", grid.rows, "must be >= 1");
+      if (grid.cols <= 0) fail("grid.cols", grid.cols, "must be >= 1");
+      agree("grid.rows*grid.cols", grid.size());
+    }
     if (n < 0) fail("inputs", "empty", "no features, attention, significance or grid given");
     return n;
   }

@@ -123,7 +123,8 @@ class FoPru {
         fail("grid", "missing", "the row strategy needs the patch grid when n_tokens is not a perfect square");
       grid = {side, side};
     }
-    if (grid.rows <= 0 || grid.cols <= 0) fail("grid.cols", grid.cols, "grid rows and cols must be >= 1");
+    if (grid.rows <= 0) fail("grid.rows", grid.rows, "must be >= 1");
+    if (grid.cols <= 0) fail("grid.cols", grid.cols, "must be >= 1");
     if (grid.size() != shape.n_tokens) fail("grid.rows*grid.cols", grid.size(), "must equal n_tokens");
     return grid;
   }

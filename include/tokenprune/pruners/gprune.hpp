@@ -23,6 +23,7 @@
 #include <tokenprune/kernels/similarity.hpp>
 #include <tokenprune/kernels/topk.hpp>
 
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -143,7 +144,9 @@ class GPrune {
         flow([&](index_t i, auto visit) { visit(nullptr, weights_.data() + i * ld, nodes); });
       }
     } else {
-      // Sparse: one row panel of the Gram at a time; only the edges are kept.
+      // Sparse: one row panel of the Gram at a time; only the edges are kept, with 32-bit column indices.
+      if (nodes > std::numeric_limits<std::int32_t>::max())
+        fail("features", n, "more distinct tokens than the sparse graph's 32-bit column indices can address");
       grow(weights_, static_cast<std::size_t>(kernels::kTile * nodes));
       graph_.reset();
       gram_.lower_gram(
