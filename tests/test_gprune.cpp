@@ -557,3 +557,29 @@ TEST_CASE("gprune: general segments: two images, video frames, always-kept text"
     expect_error({12, too_many, none}, "keep = 4");
   }
 }
+
+TEST_CASE("gprune: merged tokens (parallel, different norms) and zero rows agree with the float64 reference",
+          "[gprune][reference]") {
+  // Tokens that are positive multiples of others have equal unit vectors (bitwise for power-of-two factors,
+  // where the library merges them into one node; to rounding otherwise), and several zero rows take the
+  // uniform-row path. The reference knows nothing of merging.
+  for (const std::uint32_t seed : {7u, 8u, 9u}) {
+    Matrix x = random_tokens(90, 12, seed);
+    for (Index i = 0; i < 30; i += 3) x.row(60 + i / 3) = x.row(i) * (i % 2 == 0 ? 4.0f : 0.375f);  // 2^2 and not
+    for (Index i : {Index{5}, Index{17}, Index{88}}) x.row(i).setZero();
+    const Reference ref = reference_gprune(x, 0.5, 0.03, 5);
+    REQUIRE(ref.min_threshold_distance > 2e-6);
+    tp::GPrune pruner;
+    const auto kept = to_vector(pruner.prune(features(x), tp::Budget::count(30)));
+    const double mass = std::accumulate(ref.norm.begin(), ref.norm.end(), 0.0);
+    for (Index j = 0; j < x.rows(); ++j) {
+      const double r = ref.score[static_cast<std::size_t>(j)];
+      INFO("seed " << seed << " token " << j << " library " << pruner.scores()[j] << " reference " << r);
+      CHECK(std::abs(pruner.scores()[static_cast<std::size_t>(j)] - r) <= 1e-4 * std::abs(r) + 1e-9 * mass);
+    }
+    CHECK(to_vector(pruner.degrees()) == ref.degree);
+    std::vector<double> sorted = ref.score;
+    std::sort(sorted.begin(), sorted.end(), std::greater<>());
+    if (sorted[29] - sorted[30] > 1e-3 * std::abs(sorted[29])) CHECK(kept == reference_top_k(ref.score, 30));
+  }
+}
