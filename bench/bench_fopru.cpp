@@ -43,6 +43,7 @@ using tb::dtype_tag;
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 template <Element T>
 float read_sum_portable(const T* data, std::size_t count) {

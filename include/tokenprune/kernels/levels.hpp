@@ -198,6 +198,7 @@ struct V {
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on its own _mm512_undefined_* in the intrinsics
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #endif
 namespace level_avx512 {
 inline constexpr Isa kIsa = Isa::avx512;
