@@ -130,6 +130,14 @@ TEST_CASE("query keys: invalid inputs are rejected by name", "[fopru][query_keys
     pruner.prune(in, Budget::count(1));
     FAIL("NaN in keys was accepted");
   } catch (const Error& e) {
-    CHECK(std::string(e.what()).find("query_keys.keys[2,1]") != std::string::npos);
+    CHECK(e.argument() == "query_keys.keys[0,2,1]");  // [head, token, column]
+  }
+  layer.k[17] = 0.5f;
+  layer.q[80 + 3 * 8 + 5] = INFINITY;  // head 1, token 3, column 5
+  try {
+    pruner.prune(in, Budget::count(1));
+    FAIL("Inf in queries was accepted");
+  } catch (const Error& e) {
+    CHECK(e.argument() == "query_keys.queries[1,3,5]");
   }
 }

@@ -190,12 +190,12 @@ class QueryKeyReducer {
       for (index_t h = group_first_head(g, heads); h < group_first_head(g + 1, heads); ++h) {
         const TokenMatrix key_view = k.head(h);
         visit_dtype(k.dtype(), [&]<class T>(T) {
-          for (index_t j = 0; j < total; ++j) load_row(key_view.as<T>(), j, keys.row(j).data(), "query_keys.keys");
+          for (index_t j = 0; j < total; ++j) load_row(key_view.as<T>(), j, keys.row(j).data(), "query_keys.keys", h);
         });
         if (qk.softmax) {
-          softmax_head(g, q.head(h), keys, scale, skip, accumulator);
+          softmax_head(g, h, q.head(h), keys, scale, skip, accumulator);
         } else {
-          logit_head(q.head(h), keys, scale, skip, row_total, column_total);
+          logit_head(h, q.head(h), keys, scale, skip, row_total, column_total);
         }
       }
     }
@@ -203,7 +203,7 @@ class QueryKeyReducer {
   }
 
  private:
-  void softmax_head(index_t group, const TokenMatrix& query_view, const RowMap<float>& keys, float scale,
+  void softmax_head(index_t group, index_t head, const TokenMatrix& query_view, const RowMap<float>& keys, float scale,
                     index_t skip, AttentionAccumulator& accumulator) {
     const index_t total = keys.rows(), dh = keys.cols();
     const KernelTable& kernels = active_kernels();
@@ -214,7 +214,7 @@ class QueryKeyReducer {
       logits_.resize(static_cast<std::size_t>(rows * total));
       visit_dtype(query_view.dtype(), [&]<class T>(T) {
         for (index_t r = 0; r < rows; ++r)
-          load_row(query_view.as<T>(), i0 + r, queries_.data() + r * dh, "query_keys.queries");
+          load_row(query_view.as<T>(), i0 + r, queries_.data() + r * dh, "query_keys.queries", head);
       });
       products_.product(ConstRowMap<float>(queries_.data(), rows, dh, Eigen::OuterStride<>(dh)), key_rows,
                         logits_.data(), total);
@@ -226,7 +226,7 @@ class QueryKeyReducer {
   }
 
   // Raw logits: received_j += scale (sum_i q_i) . k_j and given_i += scale q_i . (sum_j k_j), over patch tokens.
-  void logit_head(const TokenMatrix& query_view, const RowMap<float>& keys, float scale, index_t skip,
+  void logit_head(index_t head, const TokenMatrix& query_view, const RowMap<float>& keys, float scale, index_t skip,
                   Eigen::Map<Eigen::VectorXd>& row_total, Eigen::Map<Eigen::VectorXd>& column_total) {
     const index_t total = keys.rows(), dh = keys.cols();
     const KernelTable& kernels = active_kernels();
@@ -240,7 +240,7 @@ class QueryKeyReducer {
     const double s = scale;
     visit_dtype(query_view.dtype(), [&]<class T>(T) {
       for (index_t i = skip; i < total; ++i) {
-        load_row(query_view.as<T>(), i, queries_.data(), "query_keys.queries");
+        load_row(query_view.as<T>(), i, queries_.data(), "query_keys.queries", head);
         for (std::size_t c = 0; c < udh; ++c) {
           row_[c] = queries_[c];
           query_sum_[c] += row_[c];

@@ -33,9 +33,10 @@ inline void widen(const Eigen::bfloat16* src, float* dst, index_t n) {
   active_kernels().widen_bf16(reinterpret_cast<const std::uint16_t*>(src), dst, n);
 }
 
-// Copies token `row` of `x` into `out` (dim floats), widening 16-bit types; rejects NaN/Inf.
+// Copies token `row` of `x` into `out` (dim floats), widening 16-bit types; rejects NaN/Inf. With head >= 0 the
+// error names the element as argument[head,row,col] (queries and keys are [heads, tokens, head_dim]).
 template <Element T>
-inline void load_row(const ConstRowMap<T>& x, index_t row, float* out, const char* argument) {
+inline void load_row(const ConstRowMap<T>& x, index_t row, float* out, const char* argument, index_t head = -1) {
   Eigen::Map<Eigen::RowVectorXf> dst(out, x.cols());
   if constexpr (std::same_as<T, float>) {
     dst = x.row(row);
@@ -44,8 +45,13 @@ inline void load_row(const ConstRowMap<T>& x, index_t row, float* out, const cha
   }
   // allFinite() is vectorized; only the rare failing row pays for the element search.
   if (!dst.allFinite()) {
-    for (index_t j = 0; j < x.cols(); ++j)
-      if (!std::isfinite(out[j])) detail::fail_non_finite(argument, row, j, out[j]);
+    for (index_t j = 0; j < x.cols(); ++j) {
+      if (std::isfinite(out[j])) continue;
+      if (head < 0) detail::fail_non_finite(argument, row, j, out[j]);
+      std::ostringstream where;
+      where << argument << "[" << head << "," << row << "," << j << "]";
+      fail(where.str(), out[j], "NaN and Inf are rejected before any work");
+    }
   }
 }
 
