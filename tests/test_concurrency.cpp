@@ -189,12 +189,19 @@ TEST_CASE("executor: a pool that breaks the contract gets an error, not corrupte
     GPrune pruner;
     pruner.set_executor(pool.executor());
     pruner.reserve(x.rows(), x.cols());
-    try {
-      pruner.prune(PruneInputs{.features = x}, Budget::ratio(0.3));
-      FAIL("the broken pool was not noticed");
-    } catch (const Error& e) {
-      CHECK(e.argument() == "executor");
+    // Two tasks sharing a slot are seen only while both run: the pool starts them together, and a whole prune
+    // has dozens of such pairs, so a few prunes suffice on the slowest machine (every other fault is seen at once).
+    const int attempts = fault == Fault::shared_slot ? 50 : 1;
+    bool noticed = false;
+    for (int attempt = 0; attempt < attempts && !noticed; ++attempt) {
+      try {
+        pruner.prune(PruneInputs{.features = x}, Budget::ratio(0.3));
+      } catch (const Error& e) {
+        CHECK(e.argument() == "executor");
+        noticed = true;
+      }
     }
+    CHECK(noticed);
     // The same pruner works again with a sound executor.
     pruner.set_executor(Executor::sequential());
     CHECK(pruner.prune(PruneInputs{.features = x}, Budget::ratio(0.3)).size() == 180);

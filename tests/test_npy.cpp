@@ -335,7 +335,7 @@ TEST_CASE("npy: rejects malformed header dicts") {
 }
 
 TEST_CASE("npy: rejects unsupported dtypes and byte orders") {
-  for (const std::string descr : {"<f8", "|u1", "O", "|O", "<i4", "<u8", "f4", "<c8", ""}) {
+  for (const std::string descr : {"|u1", "O", "|O", "<i4", "<u8", "f4", "<c8", ""}) {
     const std::string shown = descr.empty() ? "\"\"" : descr;  // an empty value is shown as ""
     require_header_error(dict(descr, "False", "(2,)"), "= " + shown + ": unsupported npy dtype");
   }
@@ -453,4 +453,23 @@ TEST_CASE("npy: size() of a zero-size array with huge other dimensions does not 
   const auto array = tokenprune::io::parse_npy({reinterpret_cast<const std::byte*>(file.data()), file.size()}, "zero.npy");
   CHECK(array.size() == 0);
   CHECK(array.data.empty());
+}
+
+TEST_CASE("npy: float64 (numpy's default) is read as float32, C and Fortran order", "[npy]") {
+  const std::vector<double> values = {0.1, -2.5, 1e-3, 3.0e38, 7.0, 1.0 / 3.0};  // 2 x 3, row-major
+  std::vector<std::byte> payload(values.size() * sizeof(double));
+  std::memcpy(payload.data(), values.data(), payload.size());
+  const NpyArray c = parse_npy(npy_image(1, dict("<f8", "False", "(2, 3)"), payload), "c.npy");
+  CHECK(c.type == tokenprune::io::NpyType::f32);
+  CHECK(c.shape == std::vector<std::int64_t>{2, 3});
+  const std::vector<float> expected = {0.1f, -2.5f, 1e-3f, 3.0e38f, 7.0f, 1.0f / 3.0f};  // each rounded once
+  CHECK(values_of<float>(c) == expected);
+  // The same matrix stored column-major.
+  const std::vector<double> columns = {0.1, 3.0e38, -2.5, 7.0, 1e-3, 1.0 / 3.0};
+  std::memcpy(payload.data(), columns.data(), payload.size());
+  const NpyArray f = parse_npy(npy_image(1, dict("<f8", "True", "(2, 3)"), payload), "f.npy");
+  CHECK(values_of<float>(f) == expected);
+  // A short payload is still an error, sized in float64 elements.
+  payload.resize(5 * sizeof(double));
+  require_parse_error(npy_image(1, dict("<f8", "False", "(2, 3)"), payload), "npy data is truncated");
 }

@@ -925,7 +925,6 @@ TEST_CASE("tool: malformed npy files are rejected, Fortran order and float16 acc
         {"empty.npy", ""},
         {"huge_shape.npy", npy_image("<f4", false, "(100000000000, 100000000)", as_payload(values))},
         {"huge_rows.npy", npy_image("<f4", false, "(100000000000, 8)", as_payload(values))},
-        {"float64.npy", npy_image("<f8", false, "(16, 4)", as_payload(values))},
         {"big_endian.npy", npy_image(">f4", false, "(16, 8)", as_payload(values))},
         {"bad_magic.npy", "\x93NUMPZ" + original.substr(6)},
         {"text.npy", "this is not an npy file at all\n"},
@@ -941,6 +940,17 @@ TEST_CASE("tool: malformed npy files are rejected, Fortran order and float16 acc
       CHECK(r.err.find(name) != std::string::npos);
       CHECK_FALSE(fs::exists(out));
     }
+  }
+  SECTION("float64 features (numpy's default) are read as float32 and give the same answer") {
+    const std::vector<double> wide(values.begin(), values.end());  // exact: the float32 values widened
+    std::string bytes(wide.size() * sizeof(double), '\0');
+    std::memcpy(bytes.data(), wide.data(), bytes.size());
+    write_file(tmp.path / "float64.npy", npy_image("<f8", false, "(16, 8)", bytes));
+    const RunResult r = prune_features(tmp.file("float64.npy"));
+    INFO(r.describe());
+    REQUIRE(r.exited);
+    REQUIRE(r.status == 0);
+    CHECK(read_indices(out) == expected);
   }
   SECTION("Fortran order gives the same answer") {
     std::vector<float> column_major(values.size());

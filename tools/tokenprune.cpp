@@ -805,8 +805,8 @@ int run_main(int argc, char** argv) {
   int iterations = 0, repeat = 1;
   CLI::App* p = app.add_subcommand("prune", "select the tokens to keep and write their indices");
   auto* o_method = p->add_option("--method", method, method_list(true));
-  auto* o_features = p->add_option("--features", features, "G-Prune input [n, d] (.npy, float32/float16)");
-  auto* o_attention = p->add_option("--attention", attention, "FoPru input [heads, n, n] (.npy, float32/float16)");
+  auto* o_features = p->add_option("--features", features, "G-Prune input [n, d] (.npy, float32/float16; float64 is read as float32)");
+  auto* o_attention = p->add_option("--attention", attention, "FoPru input [heads, n, n] (.npy, float32/float16; float64 is read as float32)");
   auto* o_keep = p->add_option("--keep", keep, "budget: number of tokens to keep")->type_name("INT");
   auto* o_ratio = p->add_option("--ratio", ratio, "budget: fraction in [0, 1], k = floor(R * n)");
   auto* o_layout = p->add_option("--layout", layout, "G-Prune: flat (default) | llava-next");

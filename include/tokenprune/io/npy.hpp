@@ -242,17 +242,25 @@ class NpyHeaderParser {
   std::size_t pos_ = 0;
 };
 
-inline NpyType npy_type_from_descr(std::string_view descr, std::string_view name) {
+// The element type of a descr, and whether the file holds float64 (numpy's default), which is read as float32.
+struct NpyFileType {
+  NpyType type;
+  bool from_f64;
+  [[nodiscard]] std::size_t file_item() const { return from_f64 ? 8 : npy_item_size(type); }
+};
+
+inline NpyFileType npy_type_from_descr(std::string_view descr, std::string_view name) {
   // '=' is native order, which is little-endian here (see the static_assert above).
   if (descr.size() == 3 && (descr[0] == '<' || descr[0] == '=')) {
     for (NpyType type : {NpyType::f32, NpyType::f16, NpyType::i64}) {
-      if (descr.substr(1) == npy_descr(type) + 1) return type;
+      if (descr.substr(1) == npy_descr(type) + 1) return {type, false};
     }
+    if (descr.substr(1) == "f8") return {NpyType::f32, true};
   }
   if (descr.starts_with('>') || descr.starts_with('!')) {
-    fail(name, npy_excerpt(descr), "unsupported byte order (big-endian); expected '<f4', '<f2' or '<i8'");
+    fail(name, npy_excerpt(descr), "unsupported byte order (big-endian); expected '<f4', '<f2', '<f8' or '<i8'");
   }
-  fail(name, npy_excerpt(descr), "unsupported npy dtype; expected '<f4', '<f2' or '<i8'");
+  fail(name, npy_excerpt(descr), "unsupported npy dtype; expected '<f4', '<f2', '<f8' or '<i8'");
 }
 
 // Reorders column-major (Fortran) elements into row-major order for any rank.
@@ -336,8 +344,17 @@ inline void npy_write_file(const std::string& path, NpyType type, std::span<cons
 
 }  // namespace detail
 
-inline NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view name) {
-  using namespace detail;
+namespace detail {
+// What the prefix and header of an npy file say: where the payload starts, its element type and shape.
+struct NpyLayout {
+  NpyHeader header;
+  NpyFileType type;
+  std::size_t payload_offset = 0;
+  std::uint64_t count = 0;
+};
+
+// The fixed prefix: magic, version, header length. Needs npy_prefix_max (12) bytes, or the whole file if shorter.
+inline std::size_t npy_header_end(std::span<const std::byte> bytes, std::string_view name) {
   const auto* chars = reinterpret_cast<const char*>(bytes.data());
   if (bytes.size() < 8 || std::string_view(chars, 6) != npy_magic) {
     fail(name, npy_excerpt(std::string_view(chars, std::min<std::size_t>(bytes.size(), 6))),
@@ -355,35 +372,62 @@ inline NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view nam
   std::size_t header_length = 0;
   for (std::size_t i = 0; i < length_bytes; ++i) header_length |= std::to_integer<std::size_t>(bytes[8 + i]) << (8 * i);
   if (header_length > npy_max_header_length) fail(name, header_length, "npy header length exceeds the 1 MiB limit");
-  if (header_length > bytes.size() - prefix) {
-    fail(name, header_length,
-         "npy header length runs past the end of the file (" + std::to_string(bytes.size() - prefix) + " bytes left)");
-  }
-  const std::string_view text(chars + prefix, header_length);
-  if (!text.ends_with('\n')) fail(name, npy_excerpt(text), "npy header is not terminated by a newline");
+  return prefix + header_length;
+}
+inline constexpr std::size_t npy_prefix_max = 12;
 
-  const NpyHeader header = NpyHeaderParser(text, name).parse();
-  const NpyType type = npy_type_from_descr(header.descr, name);
-  const std::size_t item = npy_item_size(type);
-  const std::uint64_t count = npy_element_count(header.shape, name);
-  const std::span<const std::byte> payload = bytes.subspan(prefix + header_length);
+// Parses prefix and header from `head` (the file's first npy_header_end() bytes) and checks the payload size
+// the file has (file_size bytes in all).
+inline NpyLayout npy_layout(std::span<const std::byte> head, std::uint64_t file_size, std::string_view name) {
+  const std::size_t end = npy_header_end(head, name);
+  const std::size_t prefix = std::to_integer<unsigned>(head[6]) == 1 ? 10 : 12;  // checked present above
+  if (end > file_size) {
+    fail(name, end - prefix,
+         "npy header length runs past the end of the file (" + std::to_string(file_size - prefix) + " bytes left)");
+  }
+  const std::string_view text(reinterpret_cast<const char*>(head.data()) + prefix, end - prefix);
+  if (!text.ends_with('\n')) fail(name, npy_excerpt(text), "npy header is not terminated by a newline");
+  NpyLayout layout{NpyHeaderParser(text, name).parse(), {}, end, 0};
+  layout.type = npy_type_from_descr(layout.header.descr, name);
+  layout.count = npy_element_count(layout.header.shape, name);
+  const std::size_t item = layout.type.file_item();
+  const std::uint64_t payload = file_size - end;
   // Compare by division so the check itself cannot overflow.
-  if (count > payload.size() / item) {
-    fail(name, npy_shape_text(header.shape),
-         "npy data is truncated: the shape needs more than the " + std::to_string(payload.size()) +
-             " data bytes present");
+  if (layout.count > payload / item) {
+    fail(name, npy_shape_text(layout.header.shape),
+         "npy data is truncated: the shape needs more than the " + std::to_string(payload) + " data bytes present");
   }
-  if (payload.size() != count * item) {
-    fail(name, npy_shape_text(header.shape),
-         "npy data has " + std::to_string(payload.size() - count * item) + " trailing bytes beyond the shape");
+  if (payload != layout.count * item) {
+    fail(name, npy_shape_text(layout.header.shape),
+         "npy data has " + std::to_string(payload - layout.count * item) + " trailing bytes beyond the shape");
   }
-  NpyArray array{type, header.shape, {}};
-  if (header.fortran_order && header.shape.size() > 1) {
-    array.data = npy_fortran_to_c(payload, header.shape, item);
-  } else {
-    array.data.assign(payload.begin(), payload.end());
+  return layout;
+}
+
+// The array from its payload bytes: float64 narrowed to float32, column-major reordered to row-major.
+inline NpyArray npy_array(const NpyLayout& layout, std::vector<std::byte> payload) {
+  NpyArray array{layout.type.type, layout.header.shape, std::move(payload)};
+  if (layout.type.from_f64) {  // in place: element t's 4 bytes go where element t/2's 8 bytes began
+    for (std::uint64_t t = 0; t < layout.count; ++t) {
+      double value;
+      std::memcpy(&value, array.data.data() + t * 8, 8);
+      const auto narrowed = static_cast<float>(value);
+      std::memcpy(array.data.data() + t * 4, &narrowed, 4);
+    }
+    array.data.resize(static_cast<std::size_t>(layout.count) * 4);
   }
+  if (layout.header.fortran_order && layout.header.shape.size() > 1)
+    array.data = npy_fortran_to_c(array.data, layout.header.shape, npy_item_size(array.type));
   return array;
+}
+}  // namespace detail
+
+// Parses an npy file held in memory. float64 ('<f8', numpy's default) is read as float32.
+inline NpyArray parse_npy(std::span<const std::byte> bytes, std::string_view name) {
+  using namespace detail;
+  const NpyLayout layout = npy_layout(bytes, bytes.size(), name);
+  const auto payload = bytes.subspan(layout.payload_offset);
+  return npy_array(layout, std::vector<std::byte>(payload.begin(), payload.end()));
 }
 
 inline NpyArray read_npy(const std::string& path) {
@@ -396,12 +440,24 @@ inline NpyArray read_npy(const std::string& path) {
   if (!fs::is_regular_file(status)) fail(path, "special file", "npy path is not a regular file");
   const std::uintmax_t size = fs::file_size(path, error);
   if (error) fail(path, error.message(), "cannot determine npy file size");
-  std::vector<std::byte> bytes(size);  // sized by the file system, not by anything the file claims
+  // The header first, then the payload straight into the array: the file is held once, not twice.
   std::ifstream in(path, std::ios::binary);
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(size))) {
-    fail(path, "read error", "cannot read npy file");
+  auto read = [&](std::byte* into, std::size_t count) {
+    if (!in.read(reinterpret_cast<char*>(into), static_cast<std::streamsize>(count)))
+      fail(path, "read error", "cannot read npy file");
+  };
+  std::vector<std::byte> head(static_cast<std::size_t>(std::min<std::uintmax_t>(size, detail::npy_prefix_max)));
+  read(head.data(), head.size());
+  const std::size_t end = detail::npy_header_end(head, path);
+  if (end <= size && end > head.size()) {
+    const std::size_t have = head.size();
+    head.resize(end);
+    read(head.data() + have, end - have);
   }
-  return parse_npy(bytes, path);
+  const detail::NpyLayout layout = detail::npy_layout(head, size, path);
+  std::vector<std::byte> payload(static_cast<std::size_t>(size - layout.payload_offset));
+  if (!payload.empty()) read(payload.data(), payload.size());
+  return detail::npy_array(layout, std::move(payload));
 }
 
 inline void write_npy_int64(const std::string& path, std::span<const std::int64_t> values) {
