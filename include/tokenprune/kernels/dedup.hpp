@@ -1,7 +1,7 @@
 #pragma once
 // Groups tokens whose unit vectors are identical (padding tokens, repeated frames). G-Prune's graph treats the
 // members of such a group symmetrically, so it is computed once per group, with the group's size as a
-// multiplicity: exact by construction (members get bitwise equal scores, ties then go to the lower index as the
+// multiplicity: exact by construction (after one or more iterations members get bitwise equal scores, ties then go to the lower index as the
 // definition says) and cheaper. A GEMM kernel alone cannot promise that, because it rounds an entry
 // differently depending on where the row sits in its tile.
 
