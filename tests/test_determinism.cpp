@@ -3,6 +3,7 @@
 // itself (all-identical tokens, norms below the 1e-12 floor, a cosine exactly at the threshold).
 
 #include "catch.hpp"
+#include "synthetic.hpp"
 
 #include <tokenprune/tokenprune.hpp>
 
@@ -17,19 +18,7 @@ using namespace tokenprune;
 
 namespace {
 
-// Smooth "image-like" features: neighbouring tokens are similar, so the graph has many edges.
-RowMatrix<float> image_like(index_t n, index_t d, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  RowMatrix<float> x(n, d);
-  Eigen::RowVectorXf drift(d);
-  for (auto& v : drift) v = normal(rng);
-  for (index_t i = 0; i < n; ++i) {
-    for (auto& v : drift) v += 0.3f * normal(rng);
-    x.row(i) = drift;
-  }
-  return x;
-}
+using tokenprune::testing::image_like;
 
 struct Outcome {
   std::vector<index_t> kept;

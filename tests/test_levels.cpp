@@ -3,6 +3,7 @@
 // the CPU lacks cannot run here; CI runs on x86 machines with at least AVX2, where two levels are compared.
 
 #include "catch.hpp"
+#include "synthetic.hpp"
 
 #include <tokenprune/tokenprune.hpp>
 
@@ -46,18 +47,8 @@ std::vector<std::uint32_t> bits_of(std::span<const float> values) {
   return out;
 }
 
-// Smooth features: neighbouring tokens are similar, so the graph has many edges.
 RowMatrix<float> image_like(index_t n, index_t d, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  RowMatrix<float> x(n, d);
-  Eigen::RowVectorXf drift(d);
-  for (auto& v : drift) v = normal(rng);
-  for (index_t i = 0; i < n; ++i) {
-    for (auto& v : drift) v += 0.35f * normal(rng);
-    x.row(i) = drift;
-  }
-  return x;
+  return tokenprune::testing::image_like(n, d, seed, 0.35f);
 }
 
 }  // namespace

@@ -110,7 +110,7 @@ class GramWorkspace {
   // of `unit` (any thread, distinct panels in parallel) for a later lower_gram(..., prepacked = true).
   void packed_for(index_t rows, index_t d) { lhs_.ensure(packed_size(rows, d)); }
   void pack_panel(const ConstRowMap<float>& unit, index_t panel, const KernelTable& kernels) {
-    kernels.pack_panel(unit.data(), unit.outerStride(), unit.rows(), unit.cols(), panel, lhs_.data());
+    pack_into(lhs_, unit, panel, kernels);
   }
 
   // out (a.rows() x b.rows(), row-major, stride ld) = a b^T, on the calling thread, entries as in lower_gram.
@@ -128,15 +128,18 @@ class GramWorkspace {
   void pack(const ConstRowMap<float>& x, PackedBuffer& buffer, bool parallel = true) {
     const index_t rows = x.rows(), d = x.cols();
     buffer.ensure(packed_size(rows, d));  // without reserve(): grows here (and allocates)
-    float* out = buffer.data();
     const index_t panels = (rows + kPanel - 1) / kPanel;
     const KernelTable& kernels = active_kernels();
-    auto one = [&](index_t p) { kernels.pack_panel(x.data(), x.outerStride(), rows, d, p, out); };
+    auto one = [&](index_t p) { pack_into(buffer, x, p, kernels); };
     if (parallel) {
       for_each_row(executor_, panels, kPanel * d, one);
     } else {
       for (index_t p = 0; p < panels; ++p) one(p);
     }
+  }
+
+  static void pack_into(PackedBuffer& buffer, const ConstRowMap<float>& x, index_t panel, const KernelTable& kernels) {
+    kernels.pack_panel(x.data(), x.outerStride(), x.rows(), x.cols(), panel, buffer.data());
   }
 
   Executor executor_;
