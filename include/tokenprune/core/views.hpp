@@ -74,6 +74,14 @@ class TokenMatrix {
     out.rows_ = count;
     return out;
   }
+  // Columns [first, first + count) of every row: still a view (e.g. one segment of a [heads, n] attention row).
+  [[nodiscard]] TokenMatrix columns(index_t first, index_t count) const {
+    if (first < 0 || count < 0 || first + count > cols_) fail("columns.first", first, "column range outside the matrix");
+    TokenMatrix out = *this;
+    out.data_ = static_cast<const char*>(data_) + first * dtype_size(dtype_);
+    out.cols_ = count;
+    return out;
+  }
 
  private:
   const void* data_ = nullptr;

@@ -24,6 +24,7 @@ struct Segment {
   std::span<const index_t> tokens;  // strictly ascending token indices of this segment
   Budget budget;                    // how many of them to keep
   Grid grid{};                      // the segment's patch grid, for pruners that use one
+  VideoGrid video{};                // the segment's video grid (EVS: one video per segment)
 };
 
 struct SegmentLayout {
@@ -122,6 +123,22 @@ class Segmented {
       }
     }
     if (!inputs.features.empty()) sub.features = contiguous ? inputs.features.rows(first, m) : gather(inputs.features, segment.tokens);
+    if (!inputs.cls_attention.empty()) {
+      if (!contiguous) fail("segment.tokens", first, "the [CLS] attention row needs contiguous segments");
+      sub.cls_attention = inputs.cls_attention.columns(first, m);
+    }
+    if (!inputs.image_embeds.empty()) {
+      if (!contiguous) fail("segment.tokens", first, "image embeddings need contiguous segments");
+      sub.image_embeds = inputs.image_embeds.rows(first, m);
+    }
+    if (inputs.relevance.data() != nullptr) {
+      if (!contiguous) fail("segment.tokens", first, "a relevance vector needs contiguous segments");
+      sub.relevance = inputs.relevance.subspan(static_cast<std::size_t>(first), static_cast<std::size_t>(m));
+    }
+    if (!inputs.hidden_states.empty() || !inputs.keys.empty())
+      fail("hidden_states", "given", "inputs with a [CLS] row per image cannot be split into segments: prune each image");
+    sub.text_embeds = inputs.text_embeds;  // shared by every segment (DART's text pivots)
+    sub.video = segment.video;
     return sub;
   }
 
