@@ -1,0 +1,73 @@
+#pragma once
+// Head reduction of the [CLS] query row: the importance signal of the [CLS]-attention methods ([CLS]-attention
+// / FasterVLM, VisPruner, VisionZip). The input is a [heads, n] view (PruneInputs::cls_attention, e.g. made by
+// cls_query_row() inside [heads, 1 + n, 1 + n] maps): row h = head h's [CLS] query over the n patch keys, the
+// [CLS] key already dropped and not renormalized. Any element type (fp32/fp16/bf16) and any row stride.
+//
+// Arithmetic: every value is widened to double (exact) and added per patch in head order h = 0, 1, ..., H - 1,
+// starting from +0. Patches are independent, so however a compiler vectorizes the loop over patches, each
+// sum is the same chain of additions: the result is bitwise identical at every ISA level and -march (no
+// multiply in the sum, so no contraction either). The mean is that double sum divided by H in double, rounded
+// once to fp32. NaN/Inf is rejected before any output is written, naming the first bad element in (head,
+// patch) row-major order as argument[h,j]. Cost: H * n reads, no allocation.
+
+#include <tokenprune/core/error.hpp>
+#include <tokenprune/core/views.hpp>
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <span>
+#include <sstream>
+
+namespace tokenprune::kernels {
+
+namespace detail {
+[[noreturn]] inline void fail_cls_element(const char* argument, index_t head, index_t patch, float value) {
+  std::ostringstream where;
+  where << argument << "[" << head << "," << patch << "]";
+  fail(where.str(), value, "NaN and Inf are rejected before any work");
+}
+}  // namespace detail
+
+// sums[j] = sum over h (in order) of double(cls(h, j)), for j in [0, cls.cols()). sums.size() >= cls.cols().
+template <Element T>
+void cls_row_sums(const ConstRowMap<T>& cls, std::span<double> sums, const char* argument = "cls_attention") {
+  const index_t heads = cls.rows(), n = cls.cols();
+  assert(static_cast<index_t>(sums.size()) >= n);
+  // Validate first (nothing is written on error), then sum.
+  for (index_t h = 0; h < heads; ++h) {
+    const T* row = cls.row(h).data();
+    bool finite = true;
+    for (index_t j = 0; j < n; ++j) finite &= std::isfinite(static_cast<float>(row[j]));
+    if (!finite)
+      for (index_t j = 0; j < n; ++j)
+        if (!std::isfinite(static_cast<float>(row[j]))) detail::fail_cls_element(argument, h, j, static_cast<float>(row[j]));
+  }
+  double* out = sums.data();
+  std::fill(out, out + n, 0.0);
+  for (index_t h = 0; h < heads; ++h) {
+    const T* row = cls.row(h).data();
+    for (index_t j = 0; j < n; ++j) out[j] += static_cast<double>(static_cast<float>(row[j]));
+  }
+}
+
+// The same for a runtime-typed view.
+inline void cls_row_sums(const TokenMatrix& cls, std::span<double> sums, const char* argument = "cls_attention") {
+  visit_dtype(cls.dtype(), [&]<class T>(T) { cls_row_sums<T>(cls.as<T>(), sums, argument); });
+}
+
+// mean[j] = float(sums[j] / H): the head mean of the [CLS] row (FasterVLM's and VisPruner's importance); `sums`
+// receives the double head sums (VisionZip ranks by the sum). Both spans need >= cls.cols() entries; heads >= 1.
+inline void cls_row_head_mean(const TokenMatrix& cls, std::span<double> sums, std::span<float> mean,
+                              const char* argument = "cls_attention") {
+  const index_t heads = cls.n_tokens(), n = cls.dim();
+  if (heads < 1) fail(std::string(argument) + ".heads", heads, "must be >= 1");
+  assert(static_cast<index_t>(mean.size()) >= n);
+  cls_row_sums(cls, sums, argument);
+  const auto divisor = static_cast<double>(heads);
+  for (index_t j = 0; j < n; ++j)
+    mean[static_cast<std::size_t>(j)] = static_cast<float>(sums[static_cast<std::size_t>(j)] / divisor);
+}
+
+}  // namespace tokenprune::kernels
