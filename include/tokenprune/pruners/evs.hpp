@@ -118,8 +118,9 @@ class Evs {
   }
 
   // dot(a, b) and |a|^2 in double, element j in lane j mod kLanes, each lane a sequential chain of exact
-  // products, lanes added pairwise. b == nullptr: |a|^2 only (dot = 0).
+  // products, the lanes added pairwise. Without b: |a|^2 only, in the same order (dot = 0).
   static constexpr int kLanes = 8;
+  template <bool kWithB>
   static void dot_and_norm(const float* a, const float* b, index_t d, double& dot, double& norm) {
     double dl[kLanes] = {}, nl[kLanes] = {};
     const index_t full = d - d % kLanes;
@@ -128,7 +129,7 @@ class Evs {
         const double x = a[j + l];
         const double xx = x * x;  // exact: 24-bit by 24-bit significands
         nl[l] += xx;
-        if (b != nullptr) {
+        if constexpr (kWithB) {
           const double xy = x * static_cast<double>(b[j + l]);  // exact
           dl[l] += xy;
         }
@@ -137,7 +138,7 @@ class Evs {
       const double x = a[j];
       const double xx = x * x;
       nl[j - full] += xx;
-      if (b != nullptr) {
+      if constexpr (kWithB) {
         const double xy = x * static_cast<double>(b[j]);
         dl[j - full] += xy;
       }
@@ -193,7 +194,11 @@ class Evs {
           row = buffer;
         }
         double dot = 0.0, norm = 0.0;
-        dot_and_norm(row, previous, d, dot, norm);
+        if (t == 0) {
+          dot_and_norm<false>(row, nullptr, d, dot, norm);
+        } else {
+          dot_and_norm<true>(row, previous, d, dot, norm);
+        }
         // A float squared is finite in double and a sum of d of them stays far below DBL_MAX: the norm is
         // finite exactly when the row is.
         if (!std::isfinite(norm)) finite = false;
