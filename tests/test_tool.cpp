@@ -235,28 +235,49 @@ std::vector<std::string> prune_args(const fs::path& dir) {
   std::ifstream file(dir / "case.json");
   const nlohmann::json spec = nlohmann::json::parse(file);
   const std::string method = spec.at("method");
+  const tokenprune::MethodInfo& info = tokenprune::method_info(method);
   std::vector<std::string> args{"prune", "--method", method};
-  const auto number = [](const nlohmann::json& v) {
-    std::ostringstream text;
-    text.precision(17);
-    text << v.get<double>();
-    return text.str();
+  const auto text = [](const nlohmann::json& v) {
+    if (v.is_number_integer()) return std::to_string(v.get<std::int64_t>());
+    if (v.is_string()) return v.get<std::string>();
+    std::ostringstream out;
+    out.precision(17);
+    out << v.get<double>();
+    return out.str();
   };
-  if (spec.contains("keep")) args.insert(args.end(), {"--keep", std::to_string(spec.at("keep").get<index_t>())});
-  if (spec.contains("ratio")) args.insert(args.end(), {"--ratio", number(spec.at("ratio"))});
-  const auto grid = [&] {
-    return std::to_string(spec.at("grid_rows").get<index_t>()) + "x" + std::to_string(spec.at("grid_cols").get<index_t>());
-  };
-  if (method == "gprune") {
-    args.insert(args.end(), {"--features", (dir / "features.npy").string()});
-    const std::string layout = spec.value("layout", "flat");
-    args.insert(args.end(), {"--layout", layout});
-    if (layout == "llava-next") args.insert(args.end(), {"--grid", grid()});
-    args.insert(args.end(), {"--threshold", number(spec.at("threshold")), "--temperature", number(spec.at("temperature")),
-                             "--iterations", std::to_string(spec.at("iterations").get<int>())});
-  } else {
-    args.insert(args.end(), {"--attention", (dir / "attention.npy").string()});
-    if (method == "fopru-row" && spec.contains("grid_rows")) args.insert(args.end(), {"--grid", grid()});
+  // Input files by name, as far as the method reads them.
+  using tokenprune::Input;
+  const std::pair<const char*, bool> files[] = {
+      {"features", info.reads(Input::features) || info.reads(Input::hidden_states)},
+      {"attention", info.reads(Input::attention) || info.reads(Input::cls_attention)},
+      {"keys", info.reads(Input::keys)},
+      {"image_embeds", info.reads(Input::image_embeds)},
+      {"text_embeds", info.reads(Input::text_embeds)}};
+  for (const auto& [name, read] : files) {
+    if (!read || !fs::exists(dir / (std::string(name) + ".npy"))) continue;
+    std::string flag = std::string("--") + name;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    args.insert(args.end(), {flag, (dir / (std::string(name) + ".npy")).string()});
+  }
+  const bool has_budget = spec.contains("keep") || spec.contains("ratio");
+  if (spec.contains("keep")) {
+    args.insert(args.end(), {"--keep", text(spec.at("keep"))});
+  } else if (spec.contains("ratio")) {
+    args.insert(args.end(), {"--ratio", text(spec.at("ratio"))});
+  }
+  const std::string layout = spec.value("layout", "flat");
+  args.insert(args.end(), {"--layout", layout});
+  const auto grid = [&] { return text(spec.at("grid_rows")) + "x" + text(spec.at("grid_cols")); };
+  if (spec.contains("grid_t")) {
+    args.insert(args.end(), {"--frames", text(spec.at("grid_t")), "--grid", text(spec.at("grid_h")) + "x" + text(spec.at("grid_w"))});
+  } else if (spec.contains("grid_rows") && (layout == "llava-next" || info.reads(Input::grid))) {
+    args.insert(args.end(), {"--grid", grid()});
+  }
+  for (const tokenprune::ParameterInfo& p : info.parameters) {
+    if (!spec.contains(p.name) || spec.at(p.name).is_null() || (p.sets_budget && has_budget)) continue;
+    std::string flag = "--" + p.name;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    args.insert(args.end(), {flag, text(spec.at(p.name))});
   }
   return args;
 }
@@ -357,7 +378,7 @@ TEST_CASE("tool: check passes on the shared cases", "[tool][shared]") {
     REQUIRE_FALSE(in_ci());
     return;
   }
-  // The tool's list of methods and the tests' (implemented_methods()) must agree: the tool runs exactly the cases
+  // The tool's methods and the tests' (both the registry's) must agree: the tool runs exactly the cases
   // the tests run, and counts the rest by method the same way.
   const tokenprune::testing::CaseSet set = tokenprune::testing::partition_cases(root);
   REQUIRE(set.implemented.size() >= 82);
@@ -425,8 +446,8 @@ TEST_CASE("tool: check counts cases of unimplemented methods, and still fails kn
     fs::copy_file(source / "features.npy", cases / name / "features.npy");
     fs::copy_file(source / "expected_keep.npy", cases / name / "expected_keep.npy");
   };
-  unknown_case("divprune_a", "divprune");
-  unknown_case("divprune_b", "divprune");
+  unknown_case("future_a", "zz-future-a");
+  unknown_case("future_b", "zz-future-a");
   unknown_case("zz_future", "zz-future-method");
   // A good gprune case, and a gprune case whose expected answer is wrong.
   fs::create_directories(cases / "good");
@@ -435,7 +456,7 @@ TEST_CASE("tool: check counts cases of unimplemented methods, and still fails kn
   fs::create_directories(altered);
   for (const char* name : {"case.json", "features.npy"}) fs::copy_file(source / name, altered / name);
   tokenprune::io::write_npy_int64((altered / "expected_keep.npy").string(), std::vector<std::int64_t>{0, 1, 2, 3});
-  const std::string counts = "3 not implemented (divprune 2, zz-future-method 1)";
+  const std::string counts = "3 not implemented (zz-future-a 2, zz-future-method 1)";
 
   SECTION("unimplemented cases are counted, not failed") {
     const RunResult r = run_tool({"check", cases.string(), "--repeat", "1"});
@@ -444,17 +465,17 @@ TEST_CASE("tool: check counts cases of unimplemented methods, and still fails kn
     CHECK(r.status == 0);
     CHECK(r.err.empty());
     CHECK(r.out.find("check: 1 passed, 0 failed, " + counts + "\n") != std::string::npos);
-    CHECK(r.out.find("divprune_a") == std::string::npos);  // no line of their own
+    CHECK(r.out.find("future_a") == std::string::npos);  // no line of their own
     CHECK(std::count(r.out.begin(), r.out.end(), '\n') == 3);
     // The tests' own list agrees.
     CHECK(tokenprune::testing::partition_cases(cases).not_implemented_text() == counts);
   }
   SECTION("only unimplemented cases") {
-    const RunResult r = run_tool({"check", (cases / "divprune_a").string()});
+    const RunResult r = run_tool({"check", (cases / "future_a").string()});
     INFO(r.describe());
     REQUIRE(r.exited);
     CHECK(r.status == 0);
-    CHECK(r.out.find("check: 0 passed, 0 failed, 1 not implemented (divprune 1)\n") != std::string::npos);
+    CHECK(r.out.find("check: 0 passed, 0 failed, 1 not implemented (zz-future-a 1)\n") != std::string::npos);
   }
   SECTION("a known-method mismatch still fails beside them") {
     const RunResult r = run_tool({"check", cases.string(), altered.string(), "--repeat", "1"});
@@ -477,7 +498,7 @@ TEST_CASE("tool: check counts cases of unimplemented methods, and still fails kn
   }
   SECTION("a case.json without a method, or not JSON, is an error") {
     for (const std::string& text : {std::string(R"({"keep": 4})"), std::string(R"({"method": 7})"),
-                                    std::string(R"({"method": ""})"), std::string(R"({"method": "divprune",)")}) {
+                                    std::string(R"({"method": ""})"), std::string(R"({"method": "zz-future-a",)")}) {
       INFO("case.json: " << text);
       write_file(altered / "case.json", text);
       const RunResult r = run_tool({"check", cases.string(), altered.string(), "--repeat", "1"});
@@ -499,12 +520,12 @@ TEST_CASE("tool: check --scores-dir writes each run case's scores as prune --sco
   for (const char* name : {"gprune_flat_144x64_image_k36", "fopru_row_probs_h4_n64_k32"})
     fs::copy(kBundled / name, cases / name, fs::copy_options::recursive);
   fs::create_directories(cases / "not_yet");
-  write_file(cases / "not_yet" / "case.json", R"({"method": "divprune", "keep": 4})");
+  write_file(cases / "not_yet" / "case.json", R"({"method": "zz-future-a", "keep": 4})");
   const RunResult r = run_tool({"check", cases.string(), "--repeat", "1", "--scores-dir", scores.string()});
   INFO(r.describe());
   REQUIRE(r.exited);
   REQUIRE(r.status == 0);
-  CHECK(r.out.find("check: 2 passed, 0 failed, 1 not implemented (divprune 1)\n") != std::string::npos);
+  CHECK(r.out.find("check: 2 passed, 0 failed, 1 not implemented (zz-future-a 1)\n") != std::string::npos);
   std::size_t files = 0;
   for (const auto& entry : fs::directory_iterator(scores)) {
     (void)entry;
@@ -599,7 +620,9 @@ TEST_CASE("tool: human summary, --help and --version", "[tool]") {
   const std::string in_use = env != nullptr && *env != '\0' && std::string(env) != "auto" ? std::string(env)
                                                                                             : tokenprune::isa_name(tokenprune::best_isa());
   const std::string isa_line = "isa: " + in_use + " (supported: " + tokenprune::supported_isas() + ")\n";
-  CHECK(v.out == version + isa_line);
+  std::string methods;
+  for (const std::string& name : tokenprune::method_names()) methods += (methods.empty() ? "" : ", ") + name;
+  CHECK(v.out == version + isa_line + "methods: " + methods + "\n");
   const std::vector<std::string> levels = supported_levels(v.out);
   CHECK(std::find(levels.begin(), levels.end(), "portable") != levels.end());
 }
@@ -842,7 +865,7 @@ TEST_CASE("tool: usage and input errors exit 2 with one line and no output file"
       {"llava-next without grid", {"prune", "--method", "gprune", "--features", F, "--layout", "llava-next", "--ratio", "0.5"}, "--grid"},
       {"llava-next wrong n", {"prune", "--method", "gprune", "--features", F, "--layout", "llava-next", "--ratio", "0.5", "--grid", "2x3"}, "584"},
       {"unknown layout", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--layout", "anyres"}, "--layout"},
-      {"layout for fopru", {"prune", "--method", "fopru-rank", "--attention", A, "--keep", "4", "--layout", "flat"}, "--layout"},
+      {"layout for fopru", {"prune", "--method", "fopru-rank", "--attention", A, "--keep", "4", "--layout", "llava-next"}, "--layout"},
       {"unknown axis", {"prune", "--method", "fopru-rank", "--attention", A, "--keep", "4", "--axis", "both"}, "--axis"},
       {"axis for gprune", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--axis", "given"}, "--axis"},
       {"threshold 0", {"prune", "--method", "gprune", "--features", F, "--keep", "4", "--threshold", "0"}, "--threshold"},

@@ -149,16 +149,29 @@ ArrayView from_array_interface(py::handle obj, const std::string& name) {
 
 ArrayView from_dlpack(py::handle given, const std::string& name) {
   py::object obj = py::reinterpret_borrow<py::object>(given);
-  if (py::hasattr(obj, "__dlpack_device__")) {
-    const py::tuple device = obj.attr("__dlpack_device__")();
-    if (device[0].cast<int>() != kDLCPU) {
-      const std::string shown = py::hasattr(obj, "device") ? text_of(obj.attr("device")) : text_of(device);
-      error(name + ".device", shown, "must be on the CPU: tokenprune reads host memory in place (call .cpu() yourself)");
+  constexpr const char* kCpu = "must be on the CPU: tokenprune reads host memory in place (call .cpu() yourself)";
+  // torch names its device (also the ones DLPack cannot describe, such as "meta").
+  if (py::hasattr(obj, "device") && py::hasattr(obj.attr("device"), "type") &&
+      text_of(obj.attr("device").attr("type")) != "cpu")
+    error(name + ".device", text_of(obj.attr("device")), kCpu);
+  py::object capsule;
+  try {
+    if (py::hasattr(obj, "__dlpack_device__")) {
+      const py::tuple device = obj.attr("__dlpack_device__")();
+      if (device[0].cast<int>() != kDLCPU) {
+        const std::string shown = py::hasattr(obj, "device") ? text_of(obj.attr("device")) : text_of(device);
+        error(name + ".device", shown, kCpu);
+      }
     }
+    // A tensor that requires grad is exported after detach(): the same storage, no copy.
+    if (py::hasattr(obj, "requires_grad") && obj.attr("requires_grad").cast<bool>()) obj = obj.attr("detach")();
+    capsule = obj.attr("__dlpack__")();
+  } catch (py::error_already_set& e) {
+    if (py::hasattr(obj, "dtype"))  // torch refuses to export e.g. bool tensors
+      error(name + ".dtype", text_of(obj.attr("dtype")),
+            std::string("unsupported: must be ") + kDtypes + " (DLPack export failed: " + text_of(e.value()) + ")");
+    error(name, type_name(obj), std::string("cannot be read through DLPack: ") + text_of(e.value()));
   }
-  // A tensor that requires grad is exported after detach(): the same storage, no copy.
-  if (py::hasattr(obj, "requires_grad") && obj.attr("requires_grad").cast<bool>()) obj = obj.attr("detach")();
-  py::object capsule = obj.attr("__dlpack__")();
   auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
   if (managed == nullptr) throw py::error_already_set();
   PyCapsule_SetName(capsule.ptr(), "used_dltensor");  // ours now: the capsule must not free it
@@ -386,22 +399,20 @@ std::optional<tp::Budget> budget_of(py::handle keep, py::handle ratio) {
 
 // An int64 index vector (a copy: indices are small, and the library's spans need int64).
 std::vector<index_t> indices_of(py::handle obj, const char* name) {
-  if (py::isinstance<py::array>(obj)) {
-    const py::array a = py::reinterpret_borrow<py::array>(obj);
-    if (a.size() > 0 && a.dtype().kind() != 'i' && a.dtype().kind() != 'u')
-      error(name, text_of(a.dtype()), "must be an array of integers");
-  }
-  py::array_t<index_t, py::array::c_style | py::array::forcecast> a;
+  py::array any;
   try {
-    a = py::array_t<index_t, py::array::c_style | py::array::forcecast>::ensure(obj);
-  } catch (...) {
+    any = py::module_::import("numpy").attr("asarray")(obj);
+  } catch (py::error_already_set&) {
     error(name, type_name(obj), "must be a sequence of integers");
   }
+  if (any.size() > 0 && any.dtype().kind() != 'i' && any.dtype().kind() != 'u')
+    error(name, text_of(any.dtype()), "must be integers");
+  if (any.ndim() != 1) error(name, "ndim " + std::to_string(any.ndim()), "must be 1-D");
+  auto a = py::array_t<index_t, py::array::c_style | py::array::forcecast>::ensure(any);
   if (!a) {
     PyErr_Clear();
     error(name, type_name(obj), "must be a sequence of integers");
   }
-  if (a.ndim() != 1) error(name, "ndim " + std::to_string(a.ndim()), "must be 1-D");
   return {a.data(), a.data() + a.size()};
 }
 
