@@ -7,7 +7,8 @@
 //
 // Reads: inputs.features [n, d] (the similarity kernel: LLaVA's projector output) and either
 // inputs.image_embeds [n, e] with inputs.text_embeds [m, e] (relevance a_i = -(1/m) sum_k cos(e_i, t_k)) or
-// inputs.relevance (n floats: the raw a). fp32, fp16 and bf16 views are read in place.
+// inputs.relevance (n floats: the raw a; used only when image_embeds are absent). fp32, fp16 and bf16 views
+// are read in place.
 //
 // Layouts: flat (crops = 1: one segment) or crops (n = crops * P; relevance, min-max and weights over all n
 // tokens of the image, the DPP and its budget of k = budget.resolve(P) tokens independently in every crop of P
