@@ -21,13 +21,14 @@
 
 namespace tokenprune {
 
-// One extra output of the last prune(): integer indices, or float values as a rows x cols row-major matrix
-// (a vector is rows x 1). Views into the pruner, valid until its next prune().
+// One extra output of the last prune(): integer indices, float values as a rows x cols row-major matrix (a vector
+// is rows x 1), or a word (FoPru's chosen axis). Views into the pruner, valid until its next prune().
 struct ExtraOutput {
   std::span<const index_t> indices{};
   std::span<const float> values{};
   index_t rows = 0;
   index_t cols = 0;
+  std::string_view text{};
 };
 
 // How a concrete pruner type names its extra outputs: returns nullopt for a name it does not have.

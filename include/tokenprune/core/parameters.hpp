@@ -28,13 +28,15 @@ class Parameters {
   Parameters() = default;
   Parameters(std::initializer_list<std::pair<const std::string, Value>> values) : values_(values) {}
 
-  Parameters& set(std::string name, Value value) {
-    values_.insert_or_assign(std::move(name), std::move(value));
-    return *this;
-  }
-  // Plain C strings are text, not bool (the variant would otherwise pick bool for a const char*).
-  Parameters& set(std::string name, const char* text) { return set(std::move(name), Value(std::string(text))); }
-  Parameters& set(std::string name, int value) { return set(std::move(name), Value(static_cast<std::int64_t>(value))); }
+  // One overload per kind, so that a double never converts to an integer and a C string never to bool.
+  Parameters& set(std::string name, bool value) { return put(std::move(name), Value(value)); }
+  Parameters& set(std::string name, int value) { return put(std::move(name), Value(std::int64_t{value})); }
+  Parameters& set(std::string name, long value) { return put(std::move(name), Value(std::int64_t{value})); }
+  Parameters& set(std::string name, long long value) { return put(std::move(name), Value(std::int64_t{value})); }
+  Parameters& set(std::string name, double value) { return put(std::move(name), Value(value)); }
+  Parameters& set(std::string name, std::string text) { return put(std::move(name), Value(std::move(text))); }
+  Parameters& set(std::string name, const char* text) { return put(std::move(name), Value(std::string(text))); }
+  Parameters& set(std::string name, Value value) { return put(std::move(name), std::move(value)); }
 
   [[nodiscard]] bool contains(std::string_view name) const { return values_.find(name) != values_.end(); }
   [[nodiscard]] bool empty() const noexcept { return values_.empty(); }
@@ -120,6 +122,11 @@ class Parameters {
     const auto it = values_.find(name);
     if (it == values_.end()) fail(name, "missing", "parameter not given");
     return it->second;
+  }
+
+  Parameters& put(std::string name, Value value) {
+    values_.insert_or_assign(std::move(name), std::move(value));
+    return *this;
   }
 
   std::map<std::string, Value, std::less<>> values_;

@@ -43,6 +43,9 @@ struct ParameterInfo {
   std::string name;           // snake_case; the tool's flag is --name with '-' for '_'
   std::string default_value;  // as text; empty: no default (absent means "not used")
   std::string help;
+  // The parameter gives the budget (VisionZip's dominant, EVS's pruning_rate): a caller with a count or ratio
+  // leaves it out. Such parameters are read by budget_from, not by create.
+  bool sets_budget = false;
 };
 
 struct OutputInfo {

@@ -11,6 +11,7 @@
 #include <tokenprune/core/registry.hpp>
 #include <tokenprune/pruners/fopru.hpp>
 #include <tokenprune/pruners/gprune.hpp>
+#include <tokenprune/pruners/visionzip.hpp>
 
 #include <mutex>
 #include <string>
@@ -62,8 +63,60 @@ inline MethodInfo fopru_method(FoPruStrategy strategy) {
   m.inputs = {Input::attention, Input::query_keys, Input::significance};
   if (row) m.inputs.push_back(Input::grid);
   m.parameters = {{"axis", "auto", "significance: auto (the reference's variance rule) | received | given"}};
+  m.outputs = {{"axis", "the axis the significance was taken on: received or given"}};
   m.create = [strategy, name = m.name](const Parameters& p) {
-    return AnyPruner(FoPru(FoPruConfig{strategy, fopru_axis(p)}), name);
+    ExtraOutputs<FoPru> outputs = [](const FoPru& f, std::string_view output) -> std::optional<ExtraOutput> {
+      if (output != "axis") return std::nullopt;
+      ExtraOutput out;
+      out.text = f.chosen_axis() == FoPruAxis::received ? "received" : "given";
+      return out;
+    };
+    return AnyPruner(FoPru(FoPruConfig{strategy, fopru_axis(p)}), name, outputs);
+  };
+  return m;
+}
+
+inline MethodInfo visionzip_method() {
+  MethodInfo m;
+  m.name = "visionzip";
+  m.summary = "VisionZip: dominant tokens by [CLS] attention, plus contextual tokens merged from the rest";
+  m.inputs = {Input::cls_attention, Input::keys, Input::hidden_states};
+  m.parameters = {
+      {"dominant", "", "D: tokens kept as they are, [CLS] included (with contextual: the budget is D + C)", true},
+      {"contextual", "", "C: merged tokens (default: max(1, floor(5K/32)) of a total budget K)"},
+      {"key_heads", "1", "the keys hold this many heads' column blocks, averaged"},
+  };
+  m.outputs = {{"merged", "the contextual tokens [C, d] (float32), in target order"},
+               {"targets", "the target row of each contextual token (int64)"}};
+  m.create = [](const Parameters& p) {
+    VisionZipConfig c;
+    c.contextual = p.integer("contextual", c.contextual);
+    c.key_heads = p.integer("key_heads", c.key_heads);
+    ExtraOutputs<VisionZip> outputs = [](const VisionZip& v, std::string_view name) -> std::optional<ExtraOutput> {
+      ExtraOutput out;
+      if (name == "merged") {
+        const ConstRowMap<float> merged = v.merged();
+        out.values = std::span<const float>(merged.data(), static_cast<std::size_t>(merged.rows() * merged.cols()));
+        out.rows = merged.rows();
+        out.cols = merged.cols();
+      } else if (name == "targets") {
+        out.indices = v.targets();
+        out.rows = static_cast<index_t>(out.indices.size());
+        out.cols = 1;
+      } else {
+        return std::nullopt;
+      }
+      return out;
+    };
+    return AnyPruner(VisionZip(c), "visionzip", outputs);
+  };
+  m.budget_from = [](const Parameters& p) -> std::optional<Budget> {
+    if (!p.contains("dominant")) return std::nullopt;
+    if (!p.contains("contextual")) fail("contextual", "missing", "dominant needs contextual: the budget is D + C");
+    const std::int64_t d = p.integer("dominant"), c = p.integer("contextual");
+    if (d < 1) fail("dominant", d, "must be >= 1 (the [CLS] token is one of them)");
+    if (c < 0) fail("contextual", c, "must be >= 0");
+    return Budget::count(d + c);
   };
   return m;
 }
@@ -72,6 +125,7 @@ inline void add_builtin_methods(Registry& r) {
   r.add(gprune_method());
   r.add(fopru_method(FoPruStrategy::rank));
   r.add(fopru_method(FoPruStrategy::row));
+  r.add(visionzip_method());
 }
 
 }  // namespace detail
