@@ -44,7 +44,7 @@ class Segmented {
   [[nodiscard]] index_t kept_count(const SegmentLayout& layout) const {
     auto total = static_cast<index_t>(layout.always_keep.size());
     for (const Segment& s : layout.segments)
-      total += pruner_.kept_count(TokenShape{static_cast<index_t>(s.tokens.size()), s.grid}, s.budget);
+      total += pruner_.kept_count(TokenShape{static_cast<index_t>(s.tokens.size()), s.grid, s.video}, s.budget);
     return total;
   }
 

@@ -9,6 +9,8 @@
 // Each entry maps parameter names to the method's config; the config's validate() still has the last word.
 
 #include <tokenprune/core/registry.hpp>
+#include <tokenprune/pruners/cdpruner.hpp>
+#include <tokenprune/pruners/evs.hpp>
 #include <tokenprune/pruners/fopru.hpp>
 #include <tokenprune/pruners/gprune.hpp>
 #include <tokenprune/pruners/visionzip.hpp>
@@ -20,6 +22,22 @@
 namespace tokenprune {
 
 namespace detail {
+
+inline ExtraOutput indices_output(std::span<const index_t> indices) {
+  return ExtraOutput{indices, {}, static_cast<index_t>(indices.size()), 1, {}};
+}
+inline ExtraOutput values_output(std::span<const float> values) {
+  return ExtraOutput{{}, values, static_cast<index_t>(values.size()), 1, {}};
+}
+// The greedy methods' pick order and the gain of each pick.
+template <class P>
+std::optional<ExtraOutput> order_and_gains(const P& pruner, std::string_view name) {
+  if (name == "order") return indices_output(pruner.order());
+  if (name == "gains") return values_output(pruner.gains());
+  return std::nullopt;
+}
+inline const std::vector<OutputInfo> kOrderAndGains = {
+    {"order", "the pick order (int64)"}, {"gains", "the gain of each pick (float32)"}};
 
 inline FoPruAxis fopru_axis(const Parameters& p) {
   const std::string axis = p.text("axis", "auto");
@@ -121,11 +139,53 @@ inline MethodInfo visionzip_method() {
   return m;
 }
 
+inline MethodInfo cdpruner_method() {
+  MethodInfo m;
+  m.name = "cdpruner";
+  m.summary = "CDPruner: conditional DPP (greedy MAP) over the features, weighted by relevance to the text";
+  m.inputs = {Input::features, Input::image_embeds, Input::text_embeds, Input::relevance};
+  m.parameters = {
+      {"theta", "", "relevance emphasis in [0, 1): weights exp(theta / (2 (1 - theta)) r) (default: none, w = r)"},
+      {"crops", "1", "the crops layout: n = crops x P tokens, the budget per crop, one relevance normalization"},
+  };
+  m.outputs = kOrderAndGains;
+  m.create = [](const Parameters& p) {
+    CDPrunerConfig c;
+    c.theta = p.optional_number("theta");
+    c.crops = p.integer("crops", c.crops);
+    return AnyPruner(CDPruner(c), "cdpruner", &order_and_gains<CDPruner>);
+  };
+  return m;
+}
+
+inline MethodInfo evs_method() {
+  MethodInfo m;
+  m.name = "evs";
+  m.summary = "EVS: video tokens that changed most since the same position in the previous frame";
+  m.inputs = {Input::features, Input::video};
+  m.parameters = {{"pruning_rate", "", "vLLM's rate q in [0, 1): keeps max(H*W, trunc(n (1 - q))) tokens", true}};
+  m.outputs = {{"per_frame", "the kept tokens of each frame (int64)"}};
+  m.create = [](const Parameters&) {
+    ExtraOutputs<Evs> outputs = [](const Evs& e, std::string_view name) -> std::optional<ExtraOutput> {
+      if (name == "per_frame") return indices_output(e.kept_per_frame());
+      return std::nullopt;
+    };
+    return AnyPruner(Evs(), "evs", outputs);
+  };
+  m.budget_from = [](const Parameters& p) -> std::optional<Budget> {
+    if (!p.contains("pruning_rate")) return std::nullopt;
+    return Evs::pruning_rate(p.number("pruning_rate"));
+  };
+  return m;
+}
+
 inline void add_builtin_methods(Registry& r) {
   r.add(gprune_method());
   r.add(fopru_method(FoPruStrategy::rank));
   r.add(fopru_method(FoPruStrategy::row));
+  r.add(cdpruner_method());
   r.add(visionzip_method());
+  r.add(evs_method());
 }
 
 }  // namespace detail
