@@ -457,6 +457,7 @@ py::dict info_dict(const tp::MethodInfo& info) {
     e["name"] = p.name;
     e["default"] = p.default_value;
     e["help"] = p.help;
+    e["sets_budget"] = p.sets_budget;
     parameters.append(e);
   }
   for (const tp::OutputInfo& o : info.outputs) {
@@ -651,6 +652,7 @@ class PyPruner {
     std::optional<tp::ExtraOutput> out;
     std::vector<index_t> indices;
     std::vector<float> values;
+    std::string text;
     {
       py::gil_scoped_release release;
       const std::lock_guard<std::mutex> lock(mutex_);
@@ -658,10 +660,14 @@ class PyPruner {
       if (out) {
         indices.assign(out->indices.begin(), out->indices.end());
         values.assign(out->values.begin(), out->values.end());
+        text.assign(out->text.begin(), out->text.end());
       }
     }
     if (!out) error("output", name, "method " + info_->name + " produced no such output (has prune() run?)");
-    if (out->values.data() == nullptr && out->values.empty()) return index_array(indices);
+    // A word (FoPru's axis), float values [rows, cols] (a vector when cols == 1), or int64 indices.
+    if (!text.empty()) return py::str(text);
+    const bool is_values = !values.empty() || (indices.empty() && out->cols > 0);
+    if (!is_values) return index_array(indices);
     if (out->cols == 1) return float_array(values, {static_cast<py::ssize_t>(out->rows)});
     return float_array(values, {static_cast<py::ssize_t>(out->rows), static_cast<py::ssize_t>(out->cols)});
   }

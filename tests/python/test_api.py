@@ -32,7 +32,7 @@ def test_every_method_has_info_and_builds_with_defaults(name):
     assert info["name"] == name and info["summary"]
     assert info["inputs"], "a method reads at least one input"
     for p in info["parameters"]:
-        assert set(p) == {"name", "default", "help"}
+        assert set(p) == {"name", "default", "help", "sets_budget"}
     pruner = tokenprune.create(name)
     assert pruner.method == name
     assert pruner.inputs == info["inputs"]

@@ -1,9 +1,18 @@
 """Every reference case through the Python package: the kept set must be exactly the reference's.
 
-The case.json of each method is mapped to create() parameters and prune() inputs below. Only parameters that the
-registered method lists (tokenprune.method_info) are passed, so a method that exposes fewer knobs still runs.
-Extra expected_*.npy files are compared with the method's extra output of the same name when it has one
-("scores" with pruner.scores), within the case's tolerance.
+Cases are mapped to create() and prune() by the same rule as the C++ fixture tests (tests/reference_case.hpp) and
+the command-line tool, driven only by the registry's MethodInfo (tokenprune.method_info), never by method name:
+
+- parameters: every case.json key that names a parameter of the method (null: absent), leaving out parameters that
+  set the budget (``sets_budget``) when the case gives its own "keep" or "ratio";
+- inputs: ``features.npy`` goes to ``hidden_states`` when the method reads those, else to ``features``;
+  ``attention.npy`` to ``cls_attention`` (the [CLS] query row at ``cls_index``, a strided view) when the method
+  reads that, else to ``attention``; ``keys``, ``image_embeds``, ``text_embeds``, ``relevance`` by file name;
+  ``grid_t/grid_h/grid_w`` give ``video``; ``grid_rows/grid_cols`` give ``grid`` when the method reads one;
+- budget: ``layout == "llava-next"`` (tokenprune.LlavaNext), else "keep", else "ratio", else the parameters;
+- outputs: ``axis_chosen_by_reference`` and the other expected_*.npy files against the method's extra outputs
+  (selection_order -> order, selection_gain -> gains, targets, merged, important) and ``scores``, within the
+  case's tolerance.
 """
 
 import numpy as np
@@ -11,6 +20,9 @@ import pytest
 
 import tokenprune
 from conftest import CASES, NOT_REGISTERED, REGISTERED, RUN
+
+EXTRA = {"selection_order": "order", "selection_gain": "gains", "targets": "targets", "merged": "merged",
+         "important": "important", "scores": "scores"}
 
 
 def load(folder, name):
@@ -26,95 +38,75 @@ def cls_row(attention, cls_index):
     return attention[:, n, :n]
 
 
-def adapt(folder, spec):
-    """(create parameters, prune keyword arguments, extra checks) for one case."""
-    method = spec["method"]
-    params, kwargs = {}, {}
-    if method == "gprune":
-        params = {k: spec[k] for k in ("threshold", "temperature", "iterations")}
-        kwargs["features"] = load(folder, "features.npy")
-        if spec["layout"] == "llava-next":
-            kwargs["layout"] = tokenprune.LlavaNext(spec["grid_rows"], spec["grid_cols"], spec["ratio"])
-        else:
-            kwargs["keep"] = spec["keep"]
-    elif method in ("fopru-rank", "fopru-row"):
-        kwargs["attention"] = load(folder, "attention.npy")
-        kwargs["keep"] = spec["keep"]
-        if "grid_rows" in spec:
-            kwargs["grid"] = (spec["grid_rows"], spec["grid_cols"])
-    elif method == "cls-attention":
-        kwargs["cls_attention"] = cls_row(load(folder, "attention.npy"), spec.get("cls_index", 0))
-        kwargs["keep"] = spec["keep"]
-    elif method == "divprune":
-        kwargs["features"] = load(folder, "features.npy")
-        kwargs["keep"] = spec["keep"]
-    elif method == "cdpruner":
-        kwargs["features"] = load(folder, "features.npy")
-        kwargs["image_embeds"] = load(folder, "image_embeds.npy")
-        kwargs["text_embeds"] = load(folder, "text_embeds.npy")
-        kwargs["keep"] = spec["keep"]  # per crop in the crops layout
-        params["theta"] = spec.get("theta")
-        if spec.get("layout") == "crops":
-            params["layout"] = "crops"
-            params["crops"] = spec["crops"]
-    elif method == "evs":
-        kwargs["features"] = load(folder, spec.get("features", "features.npy"))
-        kwargs["video"] = (spec["grid_t"], spec["grid_h"], spec["grid_w"])
-        kwargs["keep"] = spec["keep"]
-    elif method == "visionzip":
-        attention = load(folder, spec.get("attention_file", "attention.npy"))
-        kwargs["cls_attention"] = cls_row(attention, spec.get("cls_index", 0))
-        kwargs["hidden_states"] = load(folder, spec.get("features_file", "features.npy"))
-        kwargs["keys"] = load(folder, spec.get("keys_file", "keys.npy"))
-        params["contextual"] = spec["contextual"]
-        params["dominant"] = spec["dominant"]
-        kwargs["keep"] = spec["dominant"] + spec["contextual"]
-    elif method == "vispruner":
-        attention = load(folder, spec.get("attention_file", "attention.npy"))
-        kwargs["cls_attention"] = cls_row(attention, spec.get("cls_index", 0))
-        kwargs["features"] = load(folder, spec.get("features_file", "features.npy"))
-        params["important_ratio"] = spec["important_ratio"]
-        params["dedup_step"] = spec["dedup_step"]
-        kwargs["keep"] = spec["keep"]
-    else:
-        pytest.fail(f"method {method} is registered but tests/python/test_reference.py has no case.json mapping for it")
+def case_parameters(spec, info):
+    has_budget = "keep" in spec or "ratio" in spec
+    params = {}
+    for p in info["parameters"]:
+        value = spec.get(p["name"])
+        if value is None or (p.get("sets_budget") and has_budget):
+            continue
+        params[p["name"]] = value
+    return params
 
-    info = tokenprune.method_info(method)
-    known = {p["name"] for p in info["parameters"]}
-    params = {k: v for k, v in params.items() if k in known and v is not None}
-    if method == "visionzip" and "dominant" in params and info["budget_from_parameters"]:
-        kwargs.pop("keep")  # the budget comes from dominant + contextual
-    return params, kwargs
+
+def case_inputs(folder, spec, info):
+    reads = set(info["inputs"])
+    kwargs = {}
+    if (folder / "features.npy").exists():
+        kwargs["hidden_states" if "hidden_states" in reads else "features"] = load(folder, "features.npy")
+    if (folder / "attention.npy").exists():
+        attention = load(folder, "attention.npy")
+        if "cls_attention" in reads:
+            kwargs["cls_attention"] = cls_row(attention, spec.get("cls_index", 0))
+        else:
+            kwargs["attention"] = attention
+    for name in ("keys", "image_embeds", "text_embeds", "relevance"):
+        if (folder / f"{name}.npy").exists():
+            kwargs[name] = load(folder, f"{name}.npy")
+    if "grid_t" in spec:
+        kwargs["video"] = (spec["grid_t"], spec["grid_h"], spec["grid_w"])
+    if "grid_rows" in spec and "grid" in reads:
+        kwargs["grid"] = (spec["grid_rows"], spec["grid_cols"])
+    return kwargs
+
+
+def n_tokens(kwargs):
+    for name, axis in (("features", 0), ("attention", -1), ("cls_attention", -1), ("image_embeds", 0)):
+        if name in kwargs:
+            return kwargs[name].shape[axis]
+    if "hidden_states" in kwargs:
+        return kwargs["hidden_states"].shape[0] - 1
+    raise AssertionError("no per-token input")
 
 
 def tolerance(spec, output):
-    for key, tol in spec.items():
-        if key.endswith("_tolerance") and isinstance(tol, dict) and output.endswith(key[: -len("_tolerance")]):
-            return tol.get("atol", tol.get("abs", 0.0)), tol.get("rtol", tol.get("rel", 0.0))
-    return 1e-5, 1e-5
+    for key in (output + "_tolerance", "gain_tolerance"):
+        if isinstance(spec.get(key), dict):
+            t = spec[key]
+            return t.get("atol", t.get("abs", 0.0)), t.get("rtol", t.get("rel", 0.0))
+    return 0.0, 0.0
 
 
 @pytest.mark.parametrize("case_id,folder,spec", RUN, ids=[c[0] for c in RUN])
 def test_reference_case(case_id, folder, spec):
-    params, kwargs = adapt(folder, spec)
-    pruner = tokenprune.create(spec["method"], **params)
+    method = spec["method"]
+    info = tokenprune.method_info(method)
+    pruner = tokenprune.create(method, **case_parameters(spec, info))
+    kwargs = case_inputs(folder, spec, info)
     expected = load(folder, "expected_keep.npy")
 
-    layout = kwargs.get("layout")
-    if layout is not None:
+    if spec.get("layout") == "llava-next":
+        layout = tokenprune.LlavaNext(spec["grid_rows"], spec["grid_cols"], spec["ratio"])
         promised = pruner.kept_count(layout=layout)
-    elif "keep" in kwargs:
-        if "cls_attention" in kwargs:
-            n = kwargs["cls_attention"].shape[-1]
-        elif "features" in kwargs:
-            n = kwargs["features"].shape[0]
-        else:
-            n = kwargs["attention"].shape[-1]
-        promised = pruner.kept_count(n, keep=kwargs["keep"], grid=kwargs.get("grid"), video=kwargs.get("video"))
+        kept = pruner.prune(layout=layout, **kwargs)
     else:
-        promised = None
+        budget = {"keep": spec["keep"]} if "keep" in spec else {"ratio": spec["ratio"]} if "ratio" in spec else {}
+        if budget or not info["budget_from_parameters"]:
+            promised = pruner.kept_count(n_tokens(kwargs), grid=kwargs.get("grid"), video=kwargs.get("video"), **budget)
+        else:
+            promised = None
+        kept = pruner.prune(**kwargs, **budget)
 
-    kept = pruner.prune(**kwargs)
     assert kept.dtype == np.int64 and kept.ndim == 1
     assert np.all(np.diff(kept) > 0), "not strictly ascending"
     np.testing.assert_array_equal(kept, expected, err_msg=case_id)
@@ -122,26 +114,27 @@ def test_reference_case(case_id, folder, spec):
         assert promised == len(kept)
 
     if "axis_chosen_by_reference" in spec:
+        assert pruner.output("axis") == spec["axis_chosen_by_reference"]
         assert pruner.chosen_axis == spec["axis_chosen_by_reference"]
-
     outputs = set(pruner.outputs)
-    for path in sorted(folder.glob("expected_*.npy")):
-        name = path.stem[len("expected_"):]
-        if name == "keep":
+    for stem, name in EXTRA.items():
+        path = folder / f"expected_{stem}.npy"
+        if not path.exists():
             continue
         want = np.load(path)
         if name == "scores":
             got = pruner.scores
-        elif name in outputs:
-            got = pruner.output(name)
         else:
-            continue
+            assert name in outputs, f"{case_id}: method {method} has no output {name}"
+            got = pruner.output(name)
+        got = np.asarray(got)
+        assert got.size == want.size, f"{case_id}: {name} size"
         if np.issubdtype(want.dtype, np.integer):
-            np.testing.assert_array_equal(np.asarray(got).reshape(want.shape), want, err_msg=f"{case_id}: {name}")
+            np.testing.assert_array_equal(got.reshape(want.shape), want, err_msg=f"{case_id}: {name}")
         else:
             atol, rtol = tolerance(spec, name)
-            got = np.asarray(got, dtype=np.float64).reshape(want.shape)
-            assert np.all(np.abs(got - want) <= atol + rtol * np.abs(want)), f"{case_id}: {name}"
+            diff = np.abs(got.reshape(want.shape).astype(np.float64) - want)
+            assert np.all(diff <= atol + rtol * np.abs(want.astype(np.float64))), f"{case_id}: {name}"
 
 
 def test_fixture_inventory():
