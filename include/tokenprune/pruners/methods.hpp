@@ -10,10 +10,14 @@
 
 #include <tokenprune/core/registry.hpp>
 #include <tokenprune/pruners/cdpruner.hpp>
+#include <tokenprune/pruners/cls_attention.hpp>
+#include <tokenprune/pruners/dart.hpp>
+#include <tokenprune/pruners/divprune.hpp>
 #include <tokenprune/pruners/evs.hpp>
 #include <tokenprune/pruners/fopru.hpp>
 #include <tokenprune/pruners/gprune.hpp>
 #include <tokenprune/pruners/visionzip.hpp>
+#include <tokenprune/pruners/vispruner.hpp>
 
 #include <mutex>
 #include <string>
@@ -139,6 +143,74 @@ inline MethodInfo visionzip_method() {
   return m;
 }
 
+inline MethodInfo divprune_method() {
+  MethodInfo m;
+  m.name = "divprune";
+  m.summary = "DivPrune: max-min diversity, greedy in cosine distance over the features";
+  m.inputs = {Input::features};
+  m.outputs = kOrderAndGains;
+  m.create = [](const Parameters&) { return AnyPruner(DivPrune(), "divprune", &order_and_gains<DivPrune>); };
+  return m;
+}
+
+inline MethodInfo cls_attention_method() {
+  MethodInfo m;
+  m.name = "cls-attention";
+  m.summary = "[CLS] attention (FasterVLM): the patches the [CLS] query attends to most, head mean";
+  m.inputs = {Input::cls_attention};
+  m.create = [](const Parameters&) { return AnyPruner(ClsAttention(), "cls-attention"); };
+  return m;
+}
+
+inline MethodInfo vispruner_method() {
+  MethodInfo m;
+  m.name = "vispruner";
+  m.summary = "VisPruner: important tokens by [CLS] attention, then diverse ones by iterative duplicate removal";
+  m.inputs = {Input::cls_attention, Input::features};
+  m.parameters = {{"important_ratio", "0.5", "share of the budget taken by [CLS] attention, in [0, 1]"},
+                  {"dedup_step", "8", "tokens removed per duplicate-removal pass, >= 1"}};
+  m.outputs = {{"important", "the important tokens alone, ascending (int64)"}};
+  m.create = [](const Parameters& p) {
+    VisPrunerConfig c;
+    c.important_ratio = p.number("important_ratio", c.important_ratio);
+    const std::int64_t step = p.integer("dedup_step", c.dedup_step);
+    if (step < 1 || step > 1'000'000'000) fail("dedup_step", step, "must be in [1, 1000000000]");
+    c.dedup_step = static_cast<int>(step);
+    ExtraOutputs<VisPruner> outputs = [](const VisPruner& v, std::string_view name) -> std::optional<ExtraOutput> {
+      if (name == "important") return indices_output(v.important());
+      return std::nullopt;
+    };
+    return AnyPruner(VisPruner(c), "vispruner", outputs);
+  };
+  return m;
+}
+
+inline MethodInfo dart_method() {
+  MethodInfo m;
+  m.name = "dart";
+  m.summary = "DART (embedding level): pivots by L1 norm, each keeping the tokens least similar to it";
+  m.inputs = {Input::features, Input::text_embeds};
+  m.parameters = {{"pivot_image", "4", "image pivots: the visual tokens of largest L1 norm, >= 0"},
+                  {"pivot_text", "4", "text pivots: the text tokens of largest L1 norm, >= 0"}};
+  m.outputs = {{"pivots", "the image pivots in rank order (int64)"},
+               {"text_pivots", "the text pivots (rows of --text) in rank order (int64)"}};
+  m.create = [](const Parameters& p) {
+    DartConfig c;
+    for (auto [name, field] : {std::pair{"pivot_image", &c.pivot_image}, std::pair{"pivot_text", &c.pivot_text}}) {
+      const std::int64_t v = p.integer(name, *field);
+      if (v < 0 || v > 1'000'000'000) fail(name, v, "must be in [0, 1000000000]");
+      *field = static_cast<int>(v);
+    }
+    ExtraOutputs<Dart> outputs = [](const Dart& d, std::string_view name) -> std::optional<ExtraOutput> {
+      if (name == "pivots") return indices_output(d.pivots());
+      if (name == "text_pivots") return indices_output(d.text_pivots());
+      return std::nullopt;
+    };
+    return AnyPruner(Dart(c), "dart", outputs);
+  };
+  return m;
+}
+
 inline MethodInfo cdpruner_method() {
   MethodInfo m;
   m.name = "cdpruner";
@@ -183,9 +255,13 @@ inline void add_builtin_methods(Registry& r) {
   r.add(gprune_method());
   r.add(fopru_method(FoPruStrategy::rank));
   r.add(fopru_method(FoPruStrategy::row));
+  r.add(divprune_method());
+  r.add(cls_attention_method());
   r.add(cdpruner_method());
   r.add(visionzip_method());
+  r.add(vispruner_method());
   r.add(evs_method());
+  r.add(dart_method());
 }
 
 }  // namespace detail
