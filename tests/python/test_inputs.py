@@ -229,3 +229,26 @@ def test_nan_is_named(rng):
     t = torch.from_numpy(exact_features(rng, 8, 4)).bfloat16()
     t[5, 1] = float("inf")
     expect_error("features[5,1]", tokenprune.GPrune().prune, features=t, keep=2)
+
+
+def test_no_reference_is_leaked(rng):
+    import gc
+    import sys
+    import weakref
+
+    x = exact_features(rng, 16, 4)
+    g = tokenprune.GPrune()
+    before = sys.getrefcount(x)
+    for _ in range(50):
+        g.prune(features=x, keep=2)
+        with pytest.raises(tokenprune.Error):
+            g.prune(features=x, keep=99)
+    assert sys.getrefcount(x) == before
+    t = torch.from_numpy(exact_features(rng, 16, 4)).bfloat16()
+    alive = weakref.ref(t)
+    g.prune(features=t, keep=2)
+    with pytest.raises(tokenprune.Error):
+        g.prune(features=t, keep=99)  # the DLPack export is released on the error path too
+    del t
+    gc.collect()
+    assert alive() is None
