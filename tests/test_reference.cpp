@@ -57,7 +57,7 @@ struct TempCases {
 TEST_CASE("reference: bundled fixtures reproduce exactly", "[reference]") {
   const std::filesystem::path root = std::filesystem::path(TOKENPRUNE_TEST_DATA_DIR) / "reference";
   CHECK(tokenprune::testing::partition_cases(root).not_implemented.empty());  // the bundled subset is all runnable
-  check_cases(root, 40);
+  check_cases(root, 70);
 }
 
 TEST_CASE("reference: every shared fixture reproduces exactly", "[reference][shared]") {
@@ -69,7 +69,7 @@ TEST_CASE("reference: every shared fixture reproduces exactly", "[reference][sha
     WARN("no shared fixtures at " << root.string() << "; only the bundled subset ran");
     return;
   }
-  check_cases(root, 82);
+  check_cases(root, 251);
 }
 
 TEST_CASE("reference: cases of unimplemented methods are counted, malformed cases are errors", "[reference]") {

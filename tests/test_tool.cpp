@@ -340,7 +340,7 @@ std::vector<std::uint16_t> to_half_bits(std::span<const float> values) {
 // (a) reference cases through `prune --out`
 // ---------------------------------------------------------------------------------------------------------
 TEST_CASE("tool: bundled reference cases through prune --out", "[tool]") {
-  run_cases_through_prune(kBundled, 40);
+  run_cases_through_prune(kBundled, 70);
 }
 
 TEST_CASE("tool: shared reference cases through prune --out", "[tool][shared]") {
@@ -350,7 +350,7 @@ TEST_CASE("tool: shared reference cases through prune --out", "[tool][shared]") 
     WARN("no shared fixtures at " << root.string() << "; only the bundled cases ran through the tool");
     return;
   }
-  run_cases_through_prune(root, 82);
+  run_cases_through_prune(root, 251);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -381,7 +381,7 @@ TEST_CASE("tool: check passes on the shared cases", "[tool][shared]") {
   // The tool's methods and the tests' (both the registry's) must agree: the tool runs exactly the cases
   // the tests run, and counts the rest by method the same way.
   const tokenprune::testing::CaseSet set = tokenprune::testing::partition_cases(root);
-  REQUIRE(set.implemented.size() >= 82);
+  REQUIRE(set.implemented.size() >= 251);
   const RunResult r = run_tool({"check", root.string(), "--repeat", "1"});
   INFO(r.describe());
   REQUIRE(r.exited);
