@@ -10,7 +10,11 @@ packages=(
   libcli11-dev nlohmann-json3-dev  # command-line tool (and case.json in tests)
   libbenchmark-dev  # benchmarks (Google Benchmark 1.7.1)
   libopenblas-dev   # benchmarks only: the OpenBLAS SYRK floor (BM_SyrkOpenBLAS); the library and tests never use it
-  python3-numpy     # bench/run_figures.sh only: synthetic features (bench/make_features.py)
+  python3-numpy     # the Python package and bench/make_features.py
+  pybind11-dev python3-pybind11 libdlpack-dev python3-venv python3-setuptools python3-wheel  # Python package build
+  python3-pytest python3-torch python3-torchvision  # Python tests, PyTorch baselines, examples/pytorch_pipeline.py
+  python3-matplotlib  # tokenprune.plot
+  libstb-dev python3-skimage  # the tool's --picture (stb) and the demo's photograph (skimage's astronaut.png)
   clang libclang-rt-14-dev  # sanitizers and libFuzzer
 )
 

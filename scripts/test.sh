@@ -3,10 +3,11 @@
 #   1. scripts/setup.sh                 Debian packages, if missing
 #   2. build/release                    Release build of tests, tool, examples, benchmarks; ctest
 #   3. build/sanitize                   ASan + UBSan (-O1 -g, asserts on) of tests and tool; ctest
-#   4. scripts/check-install.sh         install + find_package + add_subdirectory consumers
-#   5. ThreadSanitizer (concurrent instances), scripts/determinism.sh (-march levels x threads), scripts/fuzz.sh
+#   4. scripts/test_python.sh           the Python package: pip install into build/pyvenv, pytest tests/python
+#   5. scripts/check-install.sh         install + find_package + add_subdirectory consumers
+#   6. ThreadSanitizer (concurrent instances), scripts/determinism.sh (-march levels x threads), scripts/fuzz.sh
 # Environment: JOBS (default 2), TOKENPRUNE_NATIVE=ON to add -march=native to tests/tools/benchmarks,
-#              SKIP_SANITIZE=1 / SKIP_HARDENING=1 to skip step 3 / 5, FUZZ_SECONDS (default 60),
+#              SKIP_SANITIZE=1 / SKIP_HARDENING=1 to skip step 3 / 6, FUZZ_SECONDS (default 60),
 #              CI=true (CI: the shared fixtures and the tool must exist, nothing may skip)
 #              (local iteration only; CI runs everything).
 set -euo pipefail
@@ -84,6 +85,11 @@ if [[ "${SKIP_SANITIZE:-0}" != "1" ]]; then
 else
   summary+=("sanitizer build + ctest: SKIPPED (SKIP_SANITIZE=1)")
 fi
+
+banner "python package (build/pyvenv)"
+t=$SECONDS
+bash "$repo/scripts/test_python.sh"
+finish_step "python package + pytest" $t
 
 banner "package: install + consumers"
 t=$SECONDS

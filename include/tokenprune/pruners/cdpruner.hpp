@@ -75,14 +75,15 @@ class CDPruner {
     return config_.crops * budget.resolve(segment_size(shape.n_tokens));
   }
 
-  // After this, prune() on up to max_tokens tokens of up to dim features, up to embed_dim embedding columns and
-  // max_text_tokens text embeddings (or a relevance vector), keeping up to max_keep tokens per segment (-1: up to
-  // the segment size), allocates nothing. A reserve() within the bounds of earlier ones keeps the spans valid.
-  void reserve(index_t max_tokens, index_t dim, index_t embed_dim = 0, index_t max_text_tokens = 1,
+  // After this, prune() on up to max_tokens tokens of up to dim features, up to embed_dim embedding columns
+  // (-1: dim) and max_text_tokens text embeddings (or a relevance vector), keeping up to max_keep tokens per
+  // segment (-1: up to the segment size), allocates nothing. A reserve() within the bounds of earlier ones keeps the spans valid.
+  void reserve(index_t max_tokens, index_t dim, index_t embed_dim = -1, index_t max_text_tokens = 8,
                index_t max_keep = -1) {
     if (max_tokens < 0) fail("max_tokens", max_tokens, "must be >= 0");
     if (dim < 0) fail("dim", dim, "must be >= 0");
-    if (embed_dim < 0) fail("embed_dim", embed_dim, "must be >= 0");
+    if (embed_dim < -1) fail("embed_dim", embed_dim, "must be >= 0 (or -1: the same as dim)");
+    if (embed_dim < 0) embed_dim = dim;
     if (max_text_tokens < 0) fail("max_text_tokens", max_text_tokens, "must be >= 0");
     if (max_keep < -1) fail("max_keep", max_keep, "must be >= 0 (or -1: the segment size)");
     const auto n = static_cast<std::size_t>(max_tokens);
