@@ -7,6 +7,7 @@
 #include <tokenprune/tokenprune.hpp>
 
 #include "catch.hpp"
+#include "method_inputs.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <cstdlib>
 #include <new>
 #include <random>
+#include <string>
 #include <vector>
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
@@ -451,4 +453,59 @@ TEST_CASE("alloc: FoPru from queries and keys with 0, 1 and 5 skipped tokens, ex
   const Allocations a = count_allocations([&] { kept = pruner.prune(maps, tp::Budget::count(30)).size(); });
   CHECK(a.total() == 0);
   CHECK(kept == 30);
+}
+
+// Every registered method, built by name (so a method added to the registry is covered here too): reserve for the
+// largest request, then the first call, a second one and a smaller one allocate nothing, at every level.
+TEST_CASE("alloc: every registered method allocates nothing after reserve", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
+  const Index n = 256, small = 128, d = 48;
+  for (const std::string& name : tp::method_names()) {
+    INFO("method " << name);
+    const tp::MethodInfo& info = tp::method_info(name);
+    const tp::testing::MethodInputs big = tp::testing::make_method_inputs(info, n, d, 5);
+    const tp::testing::MethodInputs other = tp::testing::make_method_inputs(info, n, d, 6);
+    const tp::testing::MethodInputs fewer = tp::testing::make_method_inputs(info, small, d, 7);
+    tp::PruneInputs smaller = fewer.inputs;
+    if (info.reads(tp::Input::grid)) smaller.grid = tp::Grid{8, 16};  // 128 is no square
+    tp::AnyPruner pruner = tp::create_pruner(name);
+    pruner.reserve(n, d);
+    std::size_t k0 = 0, k1 = 0, k2 = 0;
+    const Allocations a0 = count_allocations([&] { k0 = pruner.prune(big.inputs, tp::Budget::count(64)).size(); });
+    const Allocations a1 = count_allocations([&] { k1 = pruner.prune(other.inputs, tp::Budget::count(32)).size(); });
+    const Allocations a2 = count_allocations([&] { k2 = pruner.prune(smaller, tp::Budget::count(16)).size(); });
+    CHECK(a0.total() == 0);
+    CHECK(a1.total() == 0);
+    CHECK(a2.total() == 0);
+    CHECK(static_cast<Index>(k0) == pruner.kept_count(big.inputs.shape(), tp::Budget::count(64)));
+    CHECK(static_cast<Index>(k1) == pruner.kept_count(other.inputs.shape(), tp::Budget::count(32)));
+    CHECK(static_cast<Index>(k2) == pruner.kept_count(smaller.shape(), tp::Budget::count(16)));
+  }
+}
+
+// Issue 9: G-Prune's tiled graph, with every row panel stored, a prefix stored and the rest recomputed, or every
+// panel recomputed, allocates nothing after reserve(), for the reserved size and a smaller graph.
+TEST_CASE("alloc: GPrune's tiled graph allocates nothing after reserve, within any budget", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
+  const Index n = 1200, d = 32;
+  const tp::RowMatrix<float> x = random_tokens<float>(n, d, 21), y = random_tokens<float>(n - 400, d, 22);
+  const std::size_t panel = sizeof(float) * static_cast<std::size_t>(tp::kernels::kTile * n);
+  for (const std::size_t budget : {std::size_t{1} << 40, panel + 300000, std::size_t{0}}) {
+    INFO("budget " << budget);
+    tp::GPrune pruner(tp::GPruneConfig{.max_dense_tokens = 0, .max_graph_bytes = budget});
+    pruner.reserve(n, d);
+    const tp::PruneInputs first = with_features(x), second = with_features(y);
+    std::size_t k0 = 0, k1 = 0;
+    const Allocations a0 = count_allocations([&] { k0 = pruner.prune(first, tp::Budget::ratio(0.25)).size(); });
+    const tp::kernels::GraphStorage storage = pruner.graph_storage();
+    const Allocations a1 = count_allocations([&] { k1 = pruner.prune(second, tp::Budget::count(40)).size(); });
+    CHECK(a0.total() == 0);
+    CHECK(a1.total() == 0);
+    CHECK(k0 == 300);
+    CHECK(k1 == 40);
+    CHECK(storage.panels == 5);
+    if (budget == 0) CHECK(storage.stored_panels == 0);
+    if (budget == panel + 300000) CHECK((storage.stored_panels > 0 && storage.stored_panels < 5));
+    if (budget > panel + 300000) CHECK(storage.stored_panels == 5);
+  }
 }
