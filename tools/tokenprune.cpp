@@ -28,6 +28,9 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#if defined(TOKENPRUNE_TOOL_PICTURE)
+#include "picture.hpp"  // --picture, --image (stb; CMake defines TOKENPRUNE_TOOL_PICTURE when it found it)
+#endif
 
 #include <unistd.h>
 
@@ -597,6 +600,7 @@ struct PruneCommand {
   std::map<std::string, std::pair<std::string, std::string>> extra_out;  // output name -> (flag, path)
   std::optional<std::string> report;
   std::optional<std::string> isa;
+  std::optional<std::string> picture, image;  // --picture PNG of what was kept, --image the photograph under it
 };
 
 nlohmann::json report_json(const Selection& s, const PruneCommand& c) {
@@ -664,6 +668,7 @@ void print_summary(const Selection& s, const PruneCommand& c) {
   text << "isa       " << s.isa << "\n";
   if (c.out) text << "out       " << *c.out << "\n";
   if (c.scores_out) text << "scores    " << *c.scores_out << "\n";
+  if (c.picture) text << "picture   " << *c.picture << "\n";
   for (const auto& [name, flag_path] : c.extra_out) text << std::left << std::setw(10) << name << flag_path.second << "\n";
   std::cout << text.str() << std::flush;
 }
@@ -676,6 +681,8 @@ int run_prune_command(const PruneCommand& c) {
   std::vector<std::pair<std::string, std::string>> paths;  // flag, path of every output file
   if (c.out) paths.emplace_back("--out", *c.out);
   if (c.scores_out) paths.emplace_back("--scores-out", *c.scores_out);
+  if (c.picture) paths.emplace_back("--picture", *c.picture);
+  if (c.image && !c.picture) fail("--image", *c.image, "only used with --picture");
   for (const auto& [name, flag_path] : c.extra_out) {
     if (plan.info->output(name) == nullptr)
       fail(flag_path.first, flag_path.second, "--method " + c.options.method + " has no output " + name);
@@ -691,13 +698,32 @@ int run_prune_command(const PruneCommand& c) {
         fail(paths[i].first, paths[i].second, "must differ from " + paths[j].first);
     }
   }
+#if defined(TOKENPRUNE_TOOL_PICTURE)
+  std::optional<tokenprune_picture::Image> photo;
+  if (c.image) photo = tokenprune_picture::load_image(*c.image);
+#endif
   const Selection s = run_prune(c.options);
   for (const auto& [name, flag_path] : c.extra_out)
     if (s.outputs.find(name) == s.outputs.end())
       fail(flag_path.first, flag_path.second, "--method " + c.options.method + " produced no " + name + " here");
+#if defined(TOKENPRUNE_TOOL_PICTURE)
+  std::vector<unsigned char> png;  // drawn before any file is written: a picture that cannot be drawn writes nothing
+  if (c.picture) {
+    tokenprune_picture::Shape shape{s.n_tokens, s.layout == "llava-next", std::nullopt, c.options.frames};
+    if (c.options.grid) shape.grid = std::pair{parse_grid(*c.options.grid).rows, parse_grid(*c.options.grid).cols};
+    png = tokenprune_picture::encode_png(tokenprune_picture::render(tokenprune_picture::panels_for(shape, *c.picture),
+                                                                    s.scores, s.kept, photo ? &*photo : nullptr));
+  }
+#endif
   // All outputs or none: a failed write removes the files written before it.
   std::vector<std::string> written;
   try {
+#if defined(TOKENPRUNE_TOOL_PICTURE)
+    if (c.picture) {
+      tokenprune_picture::write_file_atomically(*c.picture, png);
+      written.push_back(*c.picture);
+    }
+#endif
     for (const auto& [name, flag_path] : c.extra_out) {
       write_extra(flag_path.first, flag_path.second, s.outputs.at(name));
       written.push_back(flag_path.second);
@@ -1049,6 +1075,19 @@ int run_main(int argc, char** argv) {
       "kernel instruction-set level: auto | avx512 | avx2 | portable (default: the TOKENPRUNE_ISA environment "
       "variable, else auto = the best this CPU supports; every level gives the same answers)";
   auto* o_prune_isa = p->add_option("--isa", prune_isa, isa_help)->type_name("LEVEL");
+#if defined(TOKENPRUNE_TOOL_PICTURE)
+  std::string picture, image;
+  auto* o_picture = p->add_option("--picture", picture,
+                                  "write a PNG of what was kept: the patch grid, each token's score as a colour scale "
+                                  "(viridis), dropped tokens dimmed (llava-next: base view and high-resolution grid "
+                                  "side by side; video: the frames as a strip)")->type_name("PNG");
+  auto* o_image = p->add_option("--image", image,
+                                "with --picture: the photograph (PNG, JPEG, ...) resized to the token grid, dropped "
+                                "patches greyed out")->type_name("PHOTO");
+#else
+  p->footer("--picture and --image are not in this build: stb was not found when it was configured (Debian: "
+            "apt-get install libstb-dev, then configure again)");
+#endif
 
   CheckCommand check;
   CLI::App* c = app.add_subcommand("check", "run reference case folders (case.json) and compare with expected_keep.npy");
@@ -1096,6 +1135,10 @@ int run_main(int argc, char** argv) {
     if (o_scores_out->count()) prune.scores_out = scores_out;
     if (o_report->count()) prune.report = report;
     if (o_prune_isa->count()) prune.isa = prune_isa;
+#if defined(TOKENPRUNE_TOOL_PICTURE)
+    if (o_picture->count()) prune.picture = picture;
+    if (o_image->count()) prune.image = image;
+#endif
     if (!o_method->count()) fail("--method", "missing", "required: " + method_list());
     return run_prune_command(prune);
   }
