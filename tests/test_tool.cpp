@@ -1132,3 +1132,344 @@ TEST_CASE("tool: not built", "[tool]") {
 }
 
 #endif
+
+// ---------------------------------------------------------------------------------------------------------
+// (g) the methods beyond G-Prune and FoPru: budgets from parameters, extra outputs, input routing
+// ---------------------------------------------------------------------------------------------------------
+namespace {
+std::vector<float> read_floats(const fs::path& path) {
+  const tokenprune::io::NpyArray a = tokenprune::io::read_npy(path.string());
+  const auto v = a.values<float>();
+  return {v.begin(), v.end()};
+}
+}  // namespace
+
+TEST_CASE("tool: VisionZip's budget from --dominant/--contextual and its merged tokens", "[tool]") {
+  const fs::path dir = kBundled / "visionzip_clustered_n16_k8_dom6_ctx2_d8_h2";
+  TempDir tmp;
+  const std::vector<std::string> base{"prune", "--method", "visionzip", "--attention", (dir / "attention.npy").string(),
+                                      "--keys", (dir / "keys.npy").string(), "--features", (dir / "features.npy").string()};
+  std::vector<std::string> args = base;
+  args.insert(args.end(), {"--dominant", "6", "--contextual", "2", "--out", tmp.file("keep.npy"), "--merged-out",
+                           tmp.file("merged.npy"), "--targets", tmp.file("targets.npy")});
+  const RunResult r = run_tool(args);
+  INFO(r.describe());
+  REQUIRE(r.status == 0);
+  CHECK(read_indices(tmp.path / "keep.npy") == read_indices(dir / "expected_keep.npy"));
+  CHECK(read_indices(tmp.path / "targets.npy") == read_indices(dir / "expected_targets.npy"));
+  const std::vector<float> merged = read_floats(tmp.path / "merged.npy"), expected = read_floats(dir / "expected_merged.npy");
+  REQUIRE(merged.size() == expected.size());
+  REQUIRE(merged.size() == 2 * 8);
+  for (std::size_t i = 0; i < merged.size(); ++i) CHECK(std::fabs(merged[i] - expected[i]) <= 1e-4f * (1.0f + std::fabs(expected[i])));
+  const tokenprune::io::NpyArray shape = tokenprune::io::read_npy(tmp.file("merged.npy"));
+  CHECK(shape.shape == std::vector<std::int64_t>{2, 8});
+
+  // The same split from a total budget and --contextual.
+  std::vector<std::string> total = base;
+  total.insert(total.end(), {"--keep", "8", "--contextual", "2", "--out", tmp.file("keep2.npy")});
+  REQUIRE(run_tool(total).status == 0);
+  CHECK(read_indices(tmp.path / "keep2.npy") == read_indices(dir / "expected_keep.npy"));
+
+  std::vector<std::string> both = base;
+  both.insert(both.end(), {"--dominant", "6", "--contextual", "2", "--keep", "8"});
+  require_usage_error(run_tool(both), "--keep");
+  std::vector<std::string> alone = base;
+  alone.insert(alone.end(), {"--dominant", "6"});
+  require_usage_error(run_tool(alone), "--contextual");
+  std::vector<std::string> too_many = base;
+  too_many.insert(too_many.end(), {"--dominant", "6", "--contextual", "12", "--out", tmp.file("never.npy")});
+  require_usage_error(run_tool(too_many), "--contextual");
+  CHECK_FALSE(fs::exists(tmp.path / "never.npy"));
+}
+
+TEST_CASE("tool: DivPrune's pick order and gains, EVS's pruning rate", "[tool]") {
+  TempDir tmp;
+  const fs::path div = kBundled / "divprune_image_dup_n64_d64_k16";
+  const RunResult r = run_tool({"prune", "--method", "divprune", "--features", (div / "features.npy").string(), "--keep",
+                                "16", "--order", tmp.file("order.npy"), "--gains", tmp.file("gains.npy")});
+  INFO(r.describe());
+  REQUIRE(r.status == 0);
+  CHECK(read_indices(tmp.path / "order.npy") == read_indices(div / "expected_selection_order.npy"));
+  const std::vector<float> gains = read_floats(tmp.path / "gains.npy"), expected = read_floats(div / "expected_selection_gain.npy");
+  REQUIRE(gains.size() == expected.size());
+  for (std::size_t i = 0; i < gains.size(); ++i) CHECK(std::fabs(gains[i] - expected[i]) <= 1e-5f);
+
+  // --pruning-rate 0.75 is vLLM's count: max(16, int(64 * 0.25)) = 16, the case's keep.
+  const fs::path evs = kBundled / "evs_drift_n64_t4x4x4_d16_q0.75_k16";
+  const std::vector<std::string> video{"prune", "--method", "evs", "--features", (evs / "features.npy").string(),
+                                       "--frames", "4", "--grid", "4x4"};
+  std::vector<std::string> rate = video;
+  rate.insert(rate.end(), {"--pruning-rate", "0.75", "--out", tmp.file("evs.npy")});
+  REQUIRE(run_tool(rate).status == 0);
+  CHECK(read_indices(tmp.path / "evs.npy") == read_indices(evs / "expected_keep.npy"));
+  std::vector<std::string> bad_rate = video;
+  bad_rate.insert(bad_rate.end(), {"--pruning-rate", "1"});
+  require_usage_error(run_tool(bad_rate), "--pruning-rate");
+  require_usage_error(run_tool({"prune", "--method", "evs", "--features", (evs / "features.npy").string(), "--keep", "4"}),
+                      "--frames");
+  std::vector<std::string> wrong_grid = video;
+  wrong_grid[8] = "4x5";
+  wrong_grid.insert(wrong_grid.end(), {"--keep", "4"});
+  require_usage_error(run_tool(wrong_grid), "--frames");
+}
+
+TEST_CASE("tool: inputs and flags a method does not read are errors naming them", "[tool]") {
+  const fs::path div = kBundled / "divprune_image_dup_n64_d64_k16";
+  const std::string F = (div / "features.npy").string();
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--keys", F}), "--keys");
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--theta", "0.5"}), "--theta");
+  require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--order", "o.npy"}), "--order");
+  require_usage_error(run_tool({"prune", "--method", "divprune", "--features", F, "--keep", "4", "--frames", "2"}), "--frames");
+  require_usage_error(run_tool({"prune", "--method", "vispruner", "--features", F, "--keep", "4"}), "--attention");
+  require_usage_error(run_tool({"prune", "--method", "cdpruner", "--features", F, "--keep", "4", "--layout", "crops"}), "--crops");
+  require_usage_error(run_tool({"prune", "--method", "dart", "--features", F, "--keep", "4", "--pivot-image", "-1"}), "--pivot-image");
+}
+
+TEST_CASE("tool: the [CLS] row alone gives the same selection as the maps, [CLS] first or last", "[tool]") {
+  TempDir tmp;
+  const fs::path dir = kBundled / "cls_attention_probs_h1_n16_k8";
+  const tokenprune::io::NpyArray maps = tokenprune::io::read_npy((dir / "attention.npy").string());
+  const index_t heads = maps.shape[0], total = maps.shape[1];
+  const auto values = maps.values<float>();
+  std::vector<float> row, last_maps(values.size());
+  for (index_t h = 0; h < heads; ++h)
+    for (index_t j = 0; j < total; ++j) row.push_back(values[static_cast<std::size_t>((h * total) * total + j)]);
+  const std::int64_t row_shape[] = {heads, total};
+  tokenprune::io::write_npy_f32(tmp.file("row.npy"), row, row_shape);
+  // The same maps with [CLS] moved from first to last (rows and columns rotated by one).
+  for (index_t h = 0; h < heads; ++h)
+    for (index_t i = 0; i < total; ++i)
+      for (index_t j = 0; j < total; ++j)
+        last_maps[static_cast<std::size_t>((h * total + (i + total - 1) % total) * total + (j + total - 1) % total)] =
+            values[static_cast<std::size_t>((h * total + i) * total + j)];
+  const std::int64_t maps_shape[] = {heads, total, total};
+  tokenprune::io::write_npy_f32(tmp.file("last.npy"), last_maps, maps_shape);
+  const std::vector<index_t> expected = read_indices(dir / "expected_keep.npy");
+  REQUIRE(run_tool({"prune", "--method", "cls-attention", "--attention", tmp.file("row.npy"), "--keep", "8", "--out",
+                    tmp.file("a.npy")}).status == 0);
+  CHECK(read_indices(tmp.path / "a.npy") == expected);
+  REQUIRE(run_tool({"prune", "--method", "cls-attention", "--attention", tmp.file("last.npy"), "--cls-index",
+                    std::to_string(total - 1), "--keep", "8", "--out", tmp.file("b.npy")}).status == 0);
+  CHECK(read_indices(tmp.path / "b.npy") == expected);
+  require_usage_error(run_tool({"prune", "--method", "cls-attention", "--attention", tmp.file("last.npy"), "--cls-index",
+                                "3", "--keep", "8"}), "--cls-index");
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// --picture / --image (tools/picture.hpp; the tool has them when CMake found stb, libstb-dev): the PNG is written
+// and decodes to the expected size, dropped patches are dimmed (score picture) or greyed out (photo), LLaVA-NeXT,
+// video and --grid layouts, and every error is one line naming --picture or --image with no file left behind.
+// ---------------------------------------------------------------------------------------------------------
+#if defined(TOKENPRUNE_TOOL_PATH) && defined(TOKENPRUNE_TOOL_PICTURE)
+
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#endif
+#define STB_IMAGE_STATIC
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb_image.h>
+#define STB_IMAGE_WRITE_STATIC
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+
+namespace {
+
+struct Decoded {
+  int width = 0, height = 0;
+  std::vector<unsigned char> rgb;
+  [[nodiscard]] const unsigned char* at(int x, int y) const {
+    return rgb.data() + (static_cast<std::size_t>(y) * static_cast<std::size_t>(width) + static_cast<std::size_t>(x)) * 3;
+  }
+};
+
+Decoded decode_png(const fs::path& path) {
+  Decoded d;
+  int channels = 0;
+  unsigned char* data = stbi_load(path.string().c_str(), &d.width, &d.height, &channels, 3);
+  REQUIRE(data != nullptr);
+  d.rgb.assign(data, data + static_cast<std::size_t>(d.width) * static_cast<std::size_t>(d.height) * 3);
+  stbi_image_free(data);
+  return d;
+}
+
+double luminance(const unsigned char* p) { return 0.299 * p[0] + 0.587 * p[1] + 0.114 * p[2]; }
+
+// Random float32 features [n, dim] as .npy.
+void write_random_features(const fs::path& path, index_t n, index_t dim, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> values(static_cast<std::size_t>(n * dim));
+  for (float& v : values) v = normal(rng);
+  const std::int64_t shape[] = {n, dim};
+  tokenprune::io::write_npy_f32(path.string(), values, shape);
+}
+
+}  // namespace
+
+TEST_CASE("tool: --picture draws what was kept as a PNG, --image the photograph with dropped patches greyed out",
+          "[tool][picture]") {
+  TempDir tmp;
+  const std::string F = kSmallFeatures.string();  // 16 tokens: a 4x4 grid, 84 px cells, 336 x 336
+  const int cell = 84;
+
+  SECTION("score picture: every token kept vs 4 kept; dropped cells are the same colour dimmed, kept cells unchanged") {
+    const std::string all = tmp.file("all.png"), part = tmp.file("part.png"), out = tmp.file("keep.npy");
+    const RunResult r_all = run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "16", "--picture", all});
+    INFO(r_all.describe());
+    REQUIRE(r_all.status == 0);
+    CHECK(r_all.out.find("picture   " + all) != std::string::npos);
+    const RunResult r = run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--picture", part,
+                                  "--out", out});
+    INFO(r.describe());
+    REQUIRE(r.status == 0);
+    const Decoded full = decode_png(all), pic = decode_png(part);
+    REQUIRE(pic.width == 4 * cell);
+    REQUIRE(pic.height == 4 * cell);
+    REQUIRE(full.width == pic.width);
+    const std::vector<index_t> kept = read_indices(out);
+    REQUIRE(kept.size() == 4);
+    int dimmed = 0;
+    for (index_t t = 0; t < 16; ++t) {
+      const bool is_kept = std::find(kept.begin(), kept.end(), t) != kept.end();
+      for (const auto& [dx, dy] : {std::pair{cell / 2, cell / 2}, std::pair{1, 1}, std::pair{cell - 2, cell - 2}}) {
+        const int x = static_cast<int>(t % 4) * cell + dx, y = static_cast<int>(t / 4) * cell + dy;
+        const unsigned char *a = full.at(x, y), *b = pic.at(x, y);
+        INFO("token " << t << (is_kept ? " kept" : " dropped") << " at (" << x << ", " << y << ")");
+        if (is_kept) {
+          CHECK((a[0] == b[0] && a[1] == b[1] && a[2] == b[2]));
+        } else {
+          for (int k = 0; k < 3; ++k) CHECK(std::abs(static_cast<int>(b[k]) - std::lround(0.35 * a[k])) <= 1);
+          CHECK(luminance(b) < 0.5 * luminance(a));
+          ++dimmed;
+        }
+      }
+    }
+    CHECK(dimmed == 12 * 3);
+  }
+
+  SECTION("--image: the photograph resized to the grid; kept patches in colour, dropped ones grey") {
+    // A colourful 60 x 45 photo: red rises left to right, green top to bottom, blue constant.
+    const int w = 60, h = 45;
+    std::vector<unsigned char> photo(static_cast<std::size_t>(w * h * 3));
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        unsigned char* p = photo.data() + static_cast<std::size_t>((y * w + x) * 3);
+        p[0] = static_cast<unsigned char>(40 + 200 * x / (w - 1));
+        p[1] = static_cast<unsigned char>(20 + 120 * y / (h - 1));
+        p[2] = 200;
+      }
+    const std::string photo_path = tmp.file("photo.png"), all = tmp.file("all.png"), part = tmp.file("part.png"),
+                      out = tmp.file("keep.npy");
+    REQUIRE(stbi_write_png(photo_path.c_str(), w, h, 3, photo.data(), w * 3) != 0);
+    REQUIRE(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "16", "--picture", all, "--image",
+                      photo_path}).status == 0);
+    const RunResult r = run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--picture", part,
+                                  "--image", photo_path, "--out", out});
+    INFO(r.describe());
+    REQUIRE(r.status == 0);
+    const Decoded full = decode_png(all), pic = decode_png(part);
+    REQUIRE(pic.width == 4 * cell);
+    REQUIRE(pic.height == 4 * cell);
+    const std::vector<index_t> kept = read_indices(out);
+    // The all-kept picture is the photo: red grows to the right, green downwards.
+    CHECK(full.at(pic.width - 5, 5)[0] > full.at(5, 5)[0] + 100);
+    CHECK(full.at(5, pic.height - 5)[1] > full.at(5, 5)[1] + 60);
+    for (index_t t = 0; t < 16; ++t) {
+      const bool is_kept = std::find(kept.begin(), kept.end(), t) != kept.end();
+      const int x = static_cast<int>(t % 4) * cell + cell / 2, y = static_cast<int>(t / 4) * cell + cell / 2;
+      const unsigned char *a = full.at(x, y), *b = pic.at(x, y);
+      INFO("token " << t << (is_kept ? " kept" : " dropped"));
+      if (is_kept) {
+        CHECK((a[0] == b[0] && a[1] == b[1] && a[2] == b[2]));
+        CHECK(b[2] > b[1]);  // in colour
+      } else {
+        CHECK((b[0] == b[1] && b[1] == b[2]));  // grey
+        CHECK(b[0] > 150);                       // greyed out, light
+      }
+    }
+  }
+
+  SECTION("layouts: llava-next side by side, video frames as a strip, fopru-row's --grid") {
+    const fs::path next = tmp.path / "next.npy";
+    write_random_features(next, 576 + 2 * (3 + 1), 8, 5u);  // base 24x24, then a 2x3 grid with a newline per row
+    const std::string p1 = tmp.file("next.png");
+    RunResult r = run_tool({"prune", "--method", "gprune", "--features", next.string(), "--layout", "llava-next",
+                            "--grid", "2x3", "--ratio", "0.5", "--picture", p1});
+    INFO(r.describe());
+    REQUIRE(r.status == 0);
+    Decoded d = decode_png(p1);
+    CHECK(d.width == 24 * 14 + 8 + 3 * 168);  // base 336 px, 8 px gap, high-res 2 rows of 168 px cells
+    CHECK(d.height == 336);
+    CHECK((d.at(336 + 4, 100)[0] == 255 && d.at(336 + 4, 100)[1] == 255));  // the gap is background
+
+    const fs::path video = kBundled / "evs_drift_n64_t4x4x4_d16_q0.75_k16" / "features.npy";
+    const std::string p2 = tmp.file("video.png");
+    r = run_tool({"prune", "--method", "evs", "--features", video.string(), "--frames", "4", "--grid", "4x4",
+                  "--pruning-rate", "0.75", "--picture", p2});
+    INFO(r.describe());
+    REQUIRE(r.status == 0);
+    d = decode_png(p2);
+    CHECK(d.width == 4 * (4 * 42) + 3 * 8);
+    CHECK(d.height == 4 * 42);
+
+    const fs::path maps = kBundled / "fopru_row_logits_h1_n16_k4" / "attention.npy";
+    const std::string p3 = tmp.file("row.png");
+    r = run_tool({"prune", "--method", "fopru-row", "--attention", maps.string(), "--grid", "2x8", "--keep", "8",
+                  "--picture", p3});
+    INFO(r.describe());
+    REQUIRE(r.status == 0);
+    d = decode_png(p3);
+    CHECK(d.width == 8 * 42);
+    CHECK(d.height == 2 * 42);
+  }
+
+  SECTION("errors: one line naming --picture or --image, exit 2, nothing written") {
+    const std::string pic = tmp.file("p.png"), out = tmp.file("k.npy");
+    const fs::path odd = tmp.path / "odd.npy";
+    write_random_features(odd, 15, 4, 9u);
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", odd.string(), "--keep", "3", "--picture",
+                                  pic, "--out", out}),
+                        "--picture = " + pic + ": 15 tokens are not a square grid");
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--picture",
+                                  tmp.file("missing/p.png"), "--out", out}),
+                        "--picture = " + tmp.file("missing/p.png") + ": parent directory does not exist");
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--picture",
+                                  tmp.path.string()}),
+                        "--picture = " + tmp.path.string() + ": is a directory");
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--picture", pic,
+                                  "--out", pic}),
+                        "must differ from");
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--image", F}),
+                        "--image = " + F + ": only used with --picture");
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--picture", pic,
+                                  "--image", tmp.file("none.png"), "--out", out}),
+                        "--image = " + tmp.file("none.png") + ": file does not exist");
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", F, "--keep", "4", "--picture", pic,
+                                  "--image", F, "--out", out}),
+                        "--image = " + F + ": cannot decode the image");
+    // A bad --picture is caught before any input is read: a missing features file is not what is reported.
+    require_usage_error(run_tool({"prune", "--method", "gprune", "--features", tmp.file("absent.npy"), "--keep", "4",
+                                  "--picture", tmp.file("missing/p.png")}),
+                        "--picture");
+    CHECK_FALSE(fs::exists(pic));
+    CHECK_FALSE(fs::exists(out));
+    for (const auto& entry : fs::directory_iterator(tmp.path))  // no temporary file left either
+      CHECK(entry.path().filename().string().find(".tmp-") == std::string::npos);
+  }
+}
+
+#elif defined(TOKENPRUNE_TOOL_PATH)
+
+TEST_CASE("tool: --picture not built (stb missing)", "[tool][picture]") {
+  const char* ci = std::getenv("CI");
+  REQUIRE_FALSE((ci != nullptr && std::string(ci) == "true"));  // CI must have libstb-dev
+  WARN("the tool was built without --picture: stb (Debian libstb-dev) was not found when CMake configured");
+}
+
+#endif

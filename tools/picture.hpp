@@ -162,7 +162,7 @@ inline std::vector<Panel> panels_for(const Shape& s, const std::string& picture_
   }
   pixels_limit(rows, cols);
   panels.push_back(grid_panel(rows, cols, 0, cols, 0));
-  panels.back().cell = std::clamp(kTargetSide / static_cast<int>(std::max(rows, cols)), 2, 48);
+  panels.back().cell = std::max(2, kTargetSide / static_cast<int>(std::max(rows, cols)));
   return panels;
 }
 
