@@ -38,13 +38,14 @@ from ._core import (  # noqa: F401
     set_isa,
     supported_isas,
 )
+from ._plot import plot  # noqa: F401  (matplotlib is imported when plot() is called)
 
 __all__ = [
     "Error", "Pruner", "create", "methods", "method_info",
     "GPrune", "FoPru", "DivPrune", "ClsAttention", "CDPruner", "VisionZip", "VisPruner", "EVS", "DART",
     "LlavaNext", "Segment", "Segments", "gather_rows",
     "original_positions", "compacted_positions", "original_mrope_positions", "compacted_mrope_positions",
-    "active_isa", "set_isa", "supported_isas",
+    "active_isa", "set_isa", "supported_isas", "plot",
 ]
 
 
