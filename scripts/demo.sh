@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's "main job": install what is missing, build the command-line tool (Release), reproduce every
 # reference case of an implemented method through it (cases of methods not implemented yet are counted, not run),
-# then prune one LLaVA-NeXT-sized G-Prune input and one FoPru input and show what was kept and how fast.
+# then prune one LLaVA-NeXT-sized G-Prune input and one FoPru input and show what was kept and how fast, and draw
+# what G-Prune keeps of a real photograph (docs/kept.png, the README's picture; needs libstb-dev, python3-skimage).
 #
 #   scripts/demo.sh            about a minute on a 2-core machine (plus first-time apt installs and the build)
 #   scripts/demo.sh --bench    also build and run the benchmarks (tokenprune_bench), if that target exists
@@ -18,7 +19,7 @@ bench=0
 for arg in "$@"; do
   case "$arg" in
     --bench) bench=1 ;;
-    -h|--help) sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$arg' (expected --bench)" >&2; exit 2 ;;
   esac
 done
@@ -79,6 +80,22 @@ banner "FoPru (rank) on $(basename "$fcase")"
 "$tool" prune --method fopru-rank --attention "$fcase/attention.npy" "${fargs[@]}" --out "$out/fopru_keep.npy"
 "$tool" prune --method fopru-rank --attention "$fcase/attention.npy" "${fargs[@]}" --repeat 10 --report json |
   sed -E 's/"kept_indices":\[[^]]*\],?//'
+
+# The README's picture (docs/kept.png): G-Prune on a real photograph, the LLaVA-NeXT layout, tokens from its patches.
+banner "picture: G-Prune on a photograph (docs/kept.png)"
+python="${PYTHON:-/usr/bin/python3}"  # Debian's python: its numpy and scikit-image (python3-skimage)
+photo="$("$python" -c 'import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png"))' 2>/dev/null || true)"
+if ! "$tool" prune --help | grep -q -- '--picture'; then
+  echo "demo.sh: $tool was built without --picture (stb missing: apt-get install libstb-dev): picture skipped"
+elif [[ -z "$photo" || ! -f "$photo" ]]; then
+  echo "demo.sh: no skimage/data/astronaut.png (apt-get install python3-skimage): picture skipped"
+else
+  # 576 base tokens (14x14-pixel patches of a 336x336 resize) + a 48x48 grid (of a 672x672 resize) with one newline
+  # token per row; each token: the patch's pixels minus the mean patch, through a fixed random projection to 256.
+  "$python" scripts/photo_tokens.py --image "$photo" --layout llava-next --out "$out/photo_tokens.npy"
+  "$tool" prune --method gprune --features "$out/photo_tokens.npy" --layout llava-next --grid 48x48 --ratio 0.25 \
+    --picture docs/kept.png --image "$photo"
+fi
 
 if ((bench)); then
   banner "benchmarks (tokenprune_bench)"
