@@ -839,7 +839,7 @@ TEST_CASE("tool: usage and input errors exit 2 with one line and no output file"
       {"non-numeric keep", {"prune", "--method", "gprune", "--features", F, "--keep", "abc"}, "--keep"},
       {"non-numeric ratio", {"prune", "--method", "gprune", "--features", F, "--ratio", "half"}, "--ratio"},
       {"missing method", {"prune", "--features", F, "--keep", "4"}, "--method"},
-      {"unknown method", {"prune", "--method", "dart", "--features", F, "--keep", "4"}, "--method"},
+      {"unknown method", {"prune", "--method", "zz-no-such-method", "--features", F, "--keep", "4"}, "--method"},
       {"missing features", {"prune", "--method", "gprune", "--keep", "4"}, "--features"},
       {"missing attention (rank)", {"prune", "--method", "fopru-rank", "--keep", "4"}, "--attention"},
       {"missing attention (row)", {"prune", "--method", "fopru-row", "--keep", "4"}, "--attention"},

@@ -190,7 +190,14 @@ std::optional<std::string> flag_for(const std::string& argument, const InputName
       {"video.frames", "--frames"}, {"cls_index", "--cls-index"}};
   for (const auto& [name, flag] : names)
     if (argument == name) return std::string(flag);
-  for (const auto& [member, flag] : inputs) {
+  // The members that were loaded name the flag they came from; the others (missing inputs) their usual flag.
+  InputNames members = inputs;
+  for (const auto& [member, flag] : {std::pair{"features", "--features"}, std::pair{"hidden_states", "--features"},
+                                     std::pair{"attention", "--attention"}, std::pair{"cls_attention", "--attention"},
+                                     std::pair{"keys", "--keys"}, std::pair{"image_embeds", "--image-embeds"},
+                                     std::pair{"text_embeds", "--text-embeds"}, std::pair{"relevance", "--relevance"}})
+    members.emplace_back(member, flag);
+  for (const auto& [member, flag] : members) {
     if (argument == member) return flag;
     if (argument.starts_with(member) && argument.size() > member.size() &&
         (argument[member.size()] == '[' || argument[member.size()] == '.'))
