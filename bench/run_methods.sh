@@ -28,8 +28,11 @@
 #   CHECK      1: run bench/torch_methods.py --check (torch vs the tool vs expected_keep) first
 #
 # Columns: ours / floor / torch are the medians over the rounds (ms); ratio = ours / floor; speed-up = torch /
-# ours; noise = (max - min) / median of ours over the rounds. A "*" marks rows whose noise in any column is
-# above 20 %: rerun them with ONLY.
+# ours; bound = torch / floor, the speed-up an implementation running at the floor would have (for the Gram
+# methods PyTorch itself is within a few times of the SYRK, so this caps what any exact implementation can
+# show); min-sp = the speed-up from each side's fastest round (robust to other load on the machine); noise =
+# the largest (max - min) / median over the rounds of ours, floor and torch. A "*" marks noise above 20 %:
+# rerun those rows with ONLY (and more ROUNDS).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -140,7 +143,8 @@ labels = {}
 for t in threads:
     ours, floor, torch = bench("Method", t), bench("Floor", t), torch_runs(t)
     print(f"\nthreads {t}")
-    head = f"{'method':14s} {'size':14s} {'ours ms':>9s} {'floor':>12s} {'floor ms':>9s} {'ratio':>6s} {'torch ms':>9s} {'speed-up':>8s} {'noise':>6s}"
+    head = (f"{'method':14s} {'size':14s} {'ours ms':>9s} {'floor':>12s} {'floor ms':>9s} {'ratio':>6s} {'torch ms':>9s} "
+            f"{'speed-up':>8s} {'bound':>7s} {'min-sp':>7s} {'noise':>6s}")
     print(head)
     print("-" * len(head))
     for name in ours:
@@ -152,5 +156,8 @@ for t in threads:
         ratio = f"{o / f:6.2f}" if floor.get(name) else f"{'-':>6s}"
         tcol = f"{p:9.3f}" if torch.get(name) else f"{'-':>9s}"
         sp = f"{p / o:7.1f}x" if torch.get(name) else f"{'-':>8s}"
-        print(f"{method:14s} {size:14s} {o:9.3f} {kind(labels.get(name, '')):>12s} {fcol} {ratio} {tcol} {sp} {worst:5.0%}{flag}")
+        bound = f"{p / f:6.1f}x" if torch.get(name) and floor.get(name) else f"{'-':>7s}"
+        min_sp = f"{min(torch[name]) / min(ours[name]):6.1f}x" if torch.get(name) else f"{'-':>7s}"
+        print(f"{method:14s} {size:14s} {o:9.3f} {kind(labels.get(name, '')):>12s} {fcol} {ratio} {tcol} {sp} {bound} "
+              f"{min_sp} {worst:5.0%}{flag}")
 EOF
