@@ -85,7 +85,7 @@ banner "FoPru (rank) on $(basename "$fcase")"
 banner "picture: G-Prune on a photograph (docs/kept.png)"
 python="${PYTHON:-/usr/bin/python3}"  # Debian's python: its numpy and scikit-image (python3-skimage)
 photo="$("$python" -c 'import os, skimage; print(os.path.join(os.path.dirname(skimage.__file__), "data", "astronaut.png"))' 2>/dev/null || true)"
-if ! "$tool" prune --help | grep -q -- '--picture'; then
+if ! "$tool" prune --help | grep -qE -- '^ +--picture PNG'; then
   echo "demo.sh: $tool was built without --picture (stb missing: apt-get install libstb-dev): picture skipped"
 elif [[ -z "$photo" || ! -f "$photo" ]]; then
   echo "demo.sh: no skimage/data/astronaut.png (apt-get install python3-skimage): picture skipped"
