@@ -19,7 +19,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${PY_VENV:-$repo/build/pyvenv}"
 python="${PYTHON:-/usr/bin/python3}"
 packages=(pybind11-dev python3-pybind11 libdlpack-dev python3-numpy python3-pytest python3-venv
-          python3-setuptools python3-wheel libeigen3-dev)
+          python3-setuptools python3-wheel libeigen3-dev python3-matplotlib)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -36,6 +36,8 @@ if [[ ! -x "$venv/bin/python" ]]; then
   "$python" -m venv --system-site-packages "$venv"
 fi
 
+# setuptools reuses build/python's objects without tracking header changes: always rebuild from the sources.
+rm -rf "$repo/build/python"
 echo "test_python.sh: pip install --no-build-isolation $repo"
 started=$SECONDS
 "$venv/bin/python" -m pip install --no-build-isolation --no-deps --force-reinstall --no-cache-dir \
