@@ -4,6 +4,7 @@
 //                    --text-embeds, --relevance, ...) (--keep K | --ratio R | the method's budget parameters)
 //                    [--layout flat|llava-next|crops] [--grid RxC] [--frames T] [--<parameter> VALUE ...]
 //                    [--out KEEP.npy] [--scores-out SCORES.npy] [--<output> FILE.npy ...] [--repeat N]
+//                    [--picture KEPT.png [--image PHOTO.png]]
 //                    [--report json] [--isa auto|avx512|avx2|portable]
 //   tokenprune check DIR... [--repeat N] [--isa LEVEL] [--scores-dir OUT]
 //   tokenprune --version | --help
