@@ -106,6 +106,21 @@ class GramWorkspace {
     }
   }
 
+  // Tiles (p, 0..p) of the lower triangle again (row panel p: rows [p kTile, p kTile + kTile)), into `out` (row
+  // p kTile of the panel at out, `ld` floats a row), with on_tile as in lower_gram. Reuses the operand that the
+  // last lower_gram() packed (the same `unit`); the entries are bitwise those of lower_gram.
+  template <class OnTile>
+  void lower_gram_panel(index_t n, index_t d, index_t p, float* out, index_t ld, OnTile on_tile) {
+    const KernelTable& kernels = active_kernels();
+    const float* packed = lhs_.data();
+    const index_t i0 = p * kTile, h = std::min(kTile, n - i0);
+    executor_.for_each(p + 1, [&](index_t q, int) {
+      const index_t j0 = q * kTile, w = std::min(kTile, n - j0);
+      kernels.gram_tile(packed, packed, d, i0, h, j0, w, out + j0, ld, p == q);
+      on_tile(out + j0, i0, j0, h, w, ld);
+    });
+  }
+
   // Sizes the Gram's packed operand for rows x d; then pack_panel(unit, p) packs rows [p kPanel, p kPanel + kPanel)
   // of `unit` (any thread, distinct panels in parallel) for a later lower_gram(..., prepacked = true).
   void packed_for(index_t rows, index_t d) { lhs_.ensure(packed_size(rows, d)); }

@@ -13,12 +13,15 @@
 // (compressed rows holding only the edges, filled one row panel at a time, for video-scale n).
 
 #include <tokenprune/core/types.hpp>
+#include <tokenprune/kernels/gram.hpp>
 #include <tokenprune/kernels/levels.hpp>
 #include <tokenprune/kernels/parallel.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
+#include <memory>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -199,6 +202,614 @@ class SparseGraph {
   std::vector<index_t> row_start_{0}, next_;
   std::vector<std::int32_t> column_;
   std::vector<float> weight_;
+};
+
+// ===================================================================================== tiled lower triangle
+// Video-scale graphs (tens of thousands of nodes, any density) are kept as the lower triangle only, cut into the
+// Gram's kTile x kTile tiles, each stored as it is cheapest (empty, compressed rows with 16-bit tile-local
+// columns, or dense), or not stored at all: past the memory budget a row panel is recomputed from the packed
+// features at every pass instead.
+//
+// No whole row is ever formed, yet every row dot is kernels.row_dot's, bit for bit: row_dot sums e_ij x_j over
+// ascending j in four lanes (lane j mod 4, one fma chain each, then (l0 + l1) + (l2 + l3)). Walk the triangle
+// panel by panel, ascending: panel P first adds its own entries (j <= i) to the lanes of its rows ("direct", in
+// ascending j), then each of its entries e_ij with j < i to the lanes of row j ("transposed": row j's columns
+// beyond j arrive in ascending i, because earlier panels came first). So each lane of each row receives exactly
+// row_dot's chain, only spread over time: the lanes (4 doubles a row) are kept between panels and reduced last.
+// Within a panel, the direct part of each row is one task (rows in blocks) and the transposed part of each tile
+// another (a tile's columns belong to no other tile of the panel), so any thread count gives the same bits. Tile
+// starts are multiples of kTile, hence of 4: tile-local lane numbers are the global ones.
+//
+// A zero weight adds exactly nothing to a lane (fma(0, x, l) = l for finite x >= 0), so dense and compressed
+// tiles, stored and recomputed panels, and the dense n x n path all agree.
+
+namespace tiles {
+
+static_assert(kTile % 4 == 0 && kTile <= 65536, "tile-local columns are 16-bit and lanes are column mod 4");
+
+inline constexpr index_t kRowsPerTask = 16;
+
+// The kernels of one tile pass, once per instruction-set level. Lanes: acc + 4 r holds the 4 lanes of row r.
+// direct: rows [0, rows) of e (row stride ld), columns [0, cols): lanes of each row += e_rt x_t (lane t mod 4);
+//   deg (if not null) += sum_t [e_rt > 0] x_t.
+// transposed: the same block seen from its columns: lanes of column c += e_rc x_r (lane r mod 4, ascending r);
+//   deg[c] (if not null) += sum_r [e_rc > 0] x_r.
+// Compressed tiles: start[r] .. start[r + 1] are row r's entries (weights w, 16-bit columns col, ascending); the
+// transposed form skips the self entry of a diagonal tile (counted once, as a direct entry).
+struct TileKernels {
+  void (*direct)(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc, double* deg);
+  void (*transposed)(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc, double* deg);
+  void (*direct_sparse)(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t r0, index_t r1,
+                        const double* x, double* acc);
+  void (*transposed_sparse)(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t rows,
+                            bool diagonal, const double* x, double* acc);
+  // counts[r] = entries > 0 of row r (h rows of w, stride ld); compress: row's entries > 0 and their columns.
+  void (*count_rows)(const float* e, index_t ld, index_t h, index_t w, std::uint32_t* counts);
+  std::uint32_t (*compress)(const float* row, index_t w, float* weights, std::uint16_t* col);
+};
+
+// Scalar forms (every level compiles them; they also finish the vector kernels' edges). Ranges of rows and
+// columns so that a vector kernel can hand over its remainders in the same per-lane order.
+#define TOKENPRUNE_TILE_SCALAR_KERNELS                                                                              \
+  inline void direct_range(const float* e, index_t ld, index_t r0, index_t r1, index_t c0, index_t c1,             \
+                           const double* x, double* acc, double* deg) {                                             \
+    for (index_t r = r0; r < r1; ++r) {                                                                             \
+      const float* row = e + r * ld;                                                                                \
+      double* a = acc + 4 * r;                                                                                      \
+      double count = 0.0;                                                                                           \
+      for (index_t t = c0; t < c1; ++t) {                                                                           \
+        a[t & 3] = std::fma(static_cast<double>(row[t]), x[t], a[t & 3]);                                           \
+        count += row[t] > 0.0f ? x[t] : 0.0;                                                                        \
+      }                                                                                                             \
+      if (deg != nullptr) deg[r] += count;                                                                          \
+    }                                                                                                               \
+  }                                                                                                                 \
+  inline void transposed_range(const float* e, index_t ld, index_t r0, index_t r1, index_t c0, index_t c1,         \
+                               const double* x, double* acc, double* deg) {                                         \
+    for (index_t r = r0; r < r1; ++r) {                                                                             \
+      const float* row = e + r * ld;                                                                                \
+      const double xr = x[r];                                                                                       \
+      const index_t lane = r & 3;                                                                                   \
+      for (index_t c = c0; c < c1; ++c) {                                                                           \
+        acc[4 * c + lane] = std::fma(static_cast<double>(row[c]), xr, acc[4 * c + lane]);                           \
+        if (deg != nullptr && row[c] > 0.0f) deg[c] += xr;                                                          \
+      }                                                                                                             \
+    }                                                                                                               \
+  }                                                                                                                 \
+  inline void direct_sparse(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t r0,      \
+                            index_t r1, const double* x, double* acc) {                                             \
+    for (index_t r = r0; r < r1; ++r) {                                                                             \
+      double lanes[4] = {acc[4 * r], acc[4 * r + 1], acc[4 * r + 2], acc[4 * r + 3]};                               \
+      for (std::uint32_t t = start[r]; t < start[r + 1]; ++t) {                                                     \
+        const unsigned c = col[t];                                                                                  \
+        lanes[c & 3] = std::fma(static_cast<double>(w[t]), x[c], lanes[c & 3]);                                     \
+      }                                                                                                             \
+      for (int l = 0; l < 4; ++l) acc[4 * r + l] = lanes[l];                                                        \
+    }                                                                                                               \
+  }                                                                                                                 \
+  inline void transposed_sparse(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t rows, \
+                                bool diagonal, const double* x, double* acc) {                                      \
+    for (index_t r = 0; r < rows; ++r) {                                                                            \
+      const double xr = x[r];                                                                                       \
+      const index_t lane = r & 3;                                                                                   \
+      std::uint32_t end = start[r + 1];                                                                             \
+      if (diagonal && end > start[r] && col[end - 1] == r) --end; /* the self entry is direct only */             \
+      for (std::uint32_t t = start[r]; t < end; ++t) {                                                              \
+        const std::size_t slot = 4 * static_cast<std::size_t>(col[t]) + static_cast<std::size_t>(lane);           \
+        acc[slot] = std::fma(static_cast<double>(w[t]), xr, acc[slot]);                                             \
+      }                                                                                                             \
+    }                                                                                                               \
+  }                                                                                                                 \
+  inline std::uint32_t compress_range(const float* row, index_t c0, index_t c1, float* weights, std::uint16_t* col,  \
+                                      std::uint32_t k) {                                                            \
+    for (index_t c = c0; c < c1; ++c)                                                                               \
+      if (row[c] > 0.0f) {                                                                                          \
+        weights[k] = row[c];                                                                                        \
+        col[k++] = static_cast<std::uint16_t>(c);                                                                   \
+      }                                                                                                             \
+    return k;                                                                                                       \
+  }
+
+namespace tiles_portable {
+TOKENPRUNE_TILE_SCALAR_KERNELS
+inline void direct(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc, double* deg) {
+  direct_range(e, ld, 0, rows, 0, cols, x, acc, deg);
+}
+inline void transposed(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc,
+                       double* deg) {
+  transposed_range(e, ld, 0, rows, 0, cols, x, acc, deg);
+}
+inline void count_rows(const float* e, index_t ld, index_t h, index_t w, std::uint32_t* counts) {
+  for (index_t r = 0; r < h; ++r) {
+    std::uint32_t count = 0;
+    for (index_t c = 0; c < w; ++c) count += e[r * ld + c] > 0.0f ? 1u : 0u;
+    counts[r] = count;
+  }
+}
+inline std::uint32_t compress(const float* row, index_t w, float* weights, std::uint16_t* col) {
+  return compress_range(row, 0, w, weights, col, 0);
+}
+inline const TileKernels& table() {
+  static constexpr TileKernels kernels{&direct, &transposed, &direct_sparse, &transposed_sparse, &count_rows, &compress};
+  return kernels;
+}
+}  // namespace tiles_portable
+
+#if TOKENPRUNE_X86_DISPATCH
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,popcnt,bmi"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,popcnt,bmi")
+#endif
+// AVX2 (also used on AVX-512 machines: these passes are memory-bound). Same operations as the scalar forms.
+namespace tiles_avx2 {
+TOKENPRUNE_TILE_SCALAR_KERNELS
+
+inline void transpose4(__m256d& a, __m256d& b, __m256d& c, __m256d& d) {
+  const __m256d t0 = _mm256_unpacklo_pd(a, b), t1 = _mm256_unpackhi_pd(a, b);
+  const __m256d t2 = _mm256_unpacklo_pd(c, d), t3 = _mm256_unpackhi_pd(c, d);
+  a = _mm256_permute2f128_pd(t0, t2, 0x20);
+  b = _mm256_permute2f128_pd(t1, t3, 0x20);
+  c = _mm256_permute2f128_pd(t0, t2, 0x31);
+  d = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+inline double sum4(__m256d v) {  // integer-valued counts: exact in any order
+  alignas(32) double l[4];
+  _mm256_store_pd(l, v);
+  return (l[0] + l[1]) + (l[2] + l[3]);
+}
+
+// Four rows at a time, each row's lanes one ymm (the four lanes of row_dot exactly); the column tail is scalar.
+template <bool kCount>
+inline void direct_impl(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc,
+                        double* deg) {
+  const index_t cols4 = cols & ~index_t{3};
+  const __m256d zero = _mm256_setzero_pd();
+  index_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float* e0 = e + r * ld;
+    const float* e1 = e0 + ld;
+    const float* e2 = e1 + ld;
+    const float* e3 = e2 + ld;
+    __m256d a0 = _mm256_loadu_pd(acc + 4 * r), a1 = _mm256_loadu_pd(acc + 4 * r + 4);
+    __m256d a2 = _mm256_loadu_pd(acc + 4 * r + 8), a3 = _mm256_loadu_pd(acc + 4 * r + 12);
+    __m256d d0 = zero, d1 = zero, d2 = zero, d3 = zero;
+    for (index_t t = 0; t < cols4; t += 4) {
+      const __m256d xv = _mm256_loadu_pd(x + t);
+      const __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(e0 + t)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(e1 + t));
+      const __m256d v2 = _mm256_cvtps_pd(_mm_loadu_ps(e2 + t)), v3 = _mm256_cvtps_pd(_mm_loadu_ps(e3 + t));
+      a0 = _mm256_fmadd_pd(v0, xv, a0);
+      a1 = _mm256_fmadd_pd(v1, xv, a1);
+      a2 = _mm256_fmadd_pd(v2, xv, a2);
+      a3 = _mm256_fmadd_pd(v3, xv, a3);
+      if constexpr (kCount) {
+        d0 = _mm256_add_pd(d0, _mm256_and_pd(_mm256_cmp_pd(v0, zero, _CMP_GT_OQ), xv));
+        d1 = _mm256_add_pd(d1, _mm256_and_pd(_mm256_cmp_pd(v1, zero, _CMP_GT_OQ), xv));
+        d2 = _mm256_add_pd(d2, _mm256_and_pd(_mm256_cmp_pd(v2, zero, _CMP_GT_OQ), xv));
+        d3 = _mm256_add_pd(d3, _mm256_and_pd(_mm256_cmp_pd(v3, zero, _CMP_GT_OQ), xv));
+      }
+    }
+    _mm256_storeu_pd(acc + 4 * r, a0);
+    _mm256_storeu_pd(acc + 4 * r + 4, a1);
+    _mm256_storeu_pd(acc + 4 * r + 8, a2);
+    _mm256_storeu_pd(acc + 4 * r + 12, a3);
+    if constexpr (kCount) {
+      deg[r] += sum4(d0);
+      deg[r + 1] += sum4(d1);
+      deg[r + 2] += sum4(d2);
+      deg[r + 3] += sum4(d3);
+    }
+  }
+  for (; r < rows; ++r) {
+    const float* e0 = e + r * ld;
+    __m256d a0 = _mm256_loadu_pd(acc + 4 * r), d0 = zero;
+    for (index_t t = 0; t < cols4; t += 4) {
+      const __m256d xv = _mm256_loadu_pd(x + t);
+      const __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(e0 + t));
+      a0 = _mm256_fmadd_pd(v0, xv, a0);
+      if constexpr (kCount) d0 = _mm256_add_pd(d0, _mm256_and_pd(_mm256_cmp_pd(v0, zero, _CMP_GT_OQ), xv));
+    }
+    _mm256_storeu_pd(acc + 4 * r, a0);
+    if constexpr (kCount) deg[r] += sum4(d0);
+  }
+  direct_range(e, ld, 0, rows, cols4, cols, x, acc, kCount ? deg : nullptr);
+}
+
+// Eight columns at a time with their lanes transposed into registers (A[l][g]: lane l of columns c + 4g ..
+// c + 4g + 3), four rows per step (row r + l feeds lane l): one load, one conversion and one fma per 4 entries.
+template <bool kCount>
+inline void transposed_impl(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc,
+                            double* deg) {
+  const index_t rows4 = rows & ~index_t{3}, cols8 = cols & ~index_t{7};
+  const __m256d zero = _mm256_setzero_pd();
+  for (index_t c = 0; c < cols8; c += 8) {
+    __m256d a[4][2], d[4][2];
+    for (int g = 0; g < 2; ++g) {
+      double* base = acc + 4 * (c + 4 * g);
+      a[0][g] = _mm256_loadu_pd(base);
+      a[1][g] = _mm256_loadu_pd(base + 4);
+      a[2][g] = _mm256_loadu_pd(base + 8);
+      a[3][g] = _mm256_loadu_pd(base + 12);
+      transpose4(a[0][g], a[1][g], a[2][g], a[3][g]);
+      for (int l = 0; l < 4; ++l) d[l][g] = zero;
+    }
+    for (index_t r = 0; r < rows4; r += 4) {
+      for (int l = 0; l < 4; ++l) {
+        const float* row = e + (r + l) * ld + c;
+        const __m256d xb = _mm256_broadcast_sd(x + r + l);
+        const __m256d v0 = _mm256_cvtps_pd(_mm_loadu_ps(row)), v1 = _mm256_cvtps_pd(_mm_loadu_ps(row + 4));
+        a[l][0] = _mm256_fmadd_pd(v0, xb, a[l][0]);
+        a[l][1] = _mm256_fmadd_pd(v1, xb, a[l][1]);
+        if constexpr (kCount) {
+          d[l][0] = _mm256_add_pd(d[l][0], _mm256_and_pd(_mm256_cmp_pd(v0, zero, _CMP_GT_OQ), xb));
+          d[l][1] = _mm256_add_pd(d[l][1], _mm256_and_pd(_mm256_cmp_pd(v1, zero, _CMP_GT_OQ), xb));
+        }
+      }
+    }
+    for (int g = 0; g < 2; ++g) {
+      transpose4(a[0][g], a[1][g], a[2][g], a[3][g]);
+      double* base = acc + 4 * (c + 4 * g);
+      _mm256_storeu_pd(base, a[0][g]);
+      _mm256_storeu_pd(base + 4, a[1][g]);
+      _mm256_storeu_pd(base + 8, a[2][g]);
+      _mm256_storeu_pd(base + 12, a[3][g]);
+      if constexpr (kCount) {
+        const __m256d total = _mm256_add_pd(_mm256_add_pd(d[0][g], d[1][g]), _mm256_add_pd(d[2][g], d[3][g]));
+        _mm256_storeu_pd(deg + c + 4 * g, _mm256_add_pd(_mm256_loadu_pd(deg + c + 4 * g), total));
+      }
+    }
+  }
+  transposed_range(e, ld, rows4, rows, 0, cols8, x, acc, kCount ? deg : nullptr);
+  transposed_range(e, ld, 0, rows, cols8, cols, x, acc, kCount ? deg : nullptr);
+}
+
+inline void direct(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc, double* deg) {
+  if (deg != nullptr) {
+    direct_impl<true>(e, ld, rows, cols, x, acc, deg);
+  } else {
+    direct_impl<false>(e, ld, rows, cols, x, acc, deg);
+  }
+}
+inline void transposed(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc,
+                       double* deg) {
+  if (deg != nullptr) {
+    transposed_impl<true>(e, ld, rows, cols, x, acc, deg);
+  } else {
+    transposed_impl<false>(e, ld, rows, cols, x, acc, deg);
+  }
+}
+// Masks of 8 entries > 0 (data movement and counting only).
+inline void count_rows(const float* e, index_t ld, index_t h, index_t w, std::uint32_t* counts) {
+  const index_t w8 = w & ~index_t{7};
+  const __m256 zero = _mm256_setzero_ps();
+  for (index_t r = 0; r < h; ++r) {
+    const float* row = e + r * ld;
+    int count = 0;
+    for (index_t c = 0; c < w8; c += 8)
+      count += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + c), zero, _CMP_GT_OQ))));
+    for (index_t c = w8; c < w; ++c) count += row[c] > 0.0f ? 1 : 0;
+    counts[r] = static_cast<std::uint32_t>(count);
+  }
+}
+inline std::uint32_t compress(const float* row, index_t w, float* weights, std::uint16_t* col) {
+  const index_t w8 = w & ~index_t{7};
+  const __m256 zero = _mm256_setzero_ps();
+  std::uint32_t k = 0;
+  for (index_t c = 0; c < w8; c += 8) {
+    auto mask = static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + c), zero, _CMP_GT_OQ)));
+    if (mask == 0xFFu) {  // a full group (dense regions): no bit loop
+      _mm256_storeu_ps(weights + k, _mm256_loadu_ps(row + c));
+      for (int b = 0; b < 8; ++b) col[k + static_cast<std::uint32_t>(b)] = static_cast<std::uint16_t>(c + b);
+      k += 8;
+      continue;
+    }
+    while (mask != 0) {
+      const int b = __builtin_ctz(mask);
+      mask &= mask - 1;
+      weights[k] = row[c + b];
+      col[k++] = static_cast<std::uint16_t>(c + b);
+    }
+  }
+  return compress_range(row, w8, w, weights, col, k);
+}
+inline const TileKernels& table() {
+  static constexpr TileKernels kernels{&direct, &transposed, &direct_sparse, &transposed_sparse, &count_rows, &compress};
+  return kernels;
+}
+}  // namespace tiles_avx2
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#endif  // TOKENPRUNE_X86_DISPATCH
+#undef TOKENPRUNE_TILE_SCALAR_KERNELS
+
+inline const TileKernels& tile_kernels(Isa isa) {
+#if TOKENPRUNE_X86_DISPATCH
+  if (isa != Isa::portable) return tiles_avx2::table();
+#else
+  (void)isa;
+#endif
+  return tiles_portable::table();
+}
+
+}  // namespace tiles
+
+// What the last tiled build stored.
+struct GraphStorage {
+  index_t panels = 0;         // row panels of kTile rows
+  index_t stored_panels = 0;  // the others are recomputed at every propagation step
+  index_t empty_tiles = 0, sparse_tiles = 0, dense_tiles = 0;  // tiles of the stored panels
+  std::size_t bytes = 0;      // stored bytes (tiles and their row starts)
+  std::size_t edges = 0;      // edges j <= i of the whole graph (stored or not)
+};
+
+// The lower triangle of E in tiles, within a byte budget (see the section comment above). Use: begin(), then
+// the Gram of the whole triangle panel by panel with built_tile() on each finished tile (after the edge rule,
+// on its thread) and built_panel() after each panel; finish_stats(); then per propagation step start_pass(),
+// for each panel either stored_panel() or (Gram of that panel again) recomputed_tile() and recomputed_panel(),
+// and row_total().
+class TiledGraph {
+ public:
+  static index_t panels_of(index_t nodes) { return (nodes + kTile - 1) / kTile; }
+
+  // Bytes that storing every tile of a graph of `nodes` nodes can take at most (each tile at most dense).
+  static std::size_t worst_bytes(index_t nodes) {
+    std::size_t bytes = 0;
+    for (index_t p = 0; p < panels_of(nodes); ++p) {
+      const auto h = static_cast<std::size_t>(std::min(kTile, nodes - p * kTile));
+      bytes += static_cast<std::size_t>(p) * 4 * h * static_cast<std::size_t>(kTile) + sparse_bytes(h, h * (h + 1) / 2);
+    }
+    return bytes;
+  }
+
+  // After this, graphs of up to max_nodes nodes storing up to max_bytes allocate nothing.
+  void reserve(index_t max_nodes, std::size_t max_bytes) {
+    const auto panels = static_cast<std::size_t>(panels_of(max_nodes));
+    tiles_.reserve(panels * (panels + 1) / 2);
+    counts_.reserve(panels * static_cast<std::size_t>(kTile));
+    acc_.reserve(4 * static_cast<std::size_t>(max_nodes));
+    deg_.reserve(static_cast<std::size_t>(max_nodes));
+    ensure_arena(std::min(max_bytes, worst_bytes(max_nodes)));
+  }
+
+  void begin(index_t nodes, std::size_t max_bytes, const Executor& executor) {
+    nodes_ = nodes;
+    executor_ = &executor;
+    kernels_ = &tiles::tile_kernels(active_isa());
+    const auto panels = static_cast<std::size_t>(panels_of(nodes));
+    limit_ = std::min(max_bytes, worst_bytes(nodes));
+    ensure_arena(limit_);
+    used_ = 0;
+    tiles_.resize(panels * (panels + 1) / 2);
+    counts_.resize(panels * static_cast<std::size_t>(kTile));
+    acc_.assign(4 * static_cast<std::size_t>(nodes), 0.0);
+    deg_.assign(static_cast<std::size_t>(nodes), 0.0);
+    storage_ = GraphStorage{};
+    storage_.panels = static_cast<index_t>(panels);
+  }
+
+  // A finished tile of the build (rows i0.., columns j0.., after the edge rule), on the thread that computed it.
+  void built_tile(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, const double* multiplicity) {
+    finish_tile(tile, i0, j0, h, w, ld, multiplicity, true);
+    kernels_->count_rows(tile, ld, h, w, counts_.data() + j0);  // tile (p, q)'s row counts at q kTile + row
+  }
+
+  // After each panel of the build (rows [i0, i1), `ld` floats a row, columns 0 .. i1 - 1): neighbour statistics
+  // of its rows, and the panel stored if it fits in what is left of the budget.
+  void built_panel(float* panel, index_t i0, index_t i1, index_t ld, const double* multiplicity) {
+    const index_t p = i0 / kTile, h = i1 - i0;
+    const std::size_t first = tile_index(p, 0);
+    std::size_t bytes = 0;
+    for (index_t q = 0; q <= p; ++q) {
+      Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
+      const index_t w = std::min(kTile, nodes_ - q * kTile);
+      std::size_t edges = 0;
+      for (index_t a = 0; a < h; ++a) edges += counts_[static_cast<std::size_t>(q * kTile + a)];
+      storage_.edges += edges;
+      const std::size_t sparse = sparse_bytes(static_cast<std::size_t>(h), edges);
+      const std::size_t dense = 4 * static_cast<std::size_t>(h) * static_cast<std::size_t>(w);
+      tile.edges = static_cast<std::uint32_t>(edges);
+      tile.kind = edges == 0 ? Kind::empty : (q == p || sparse <= dense) ? Kind::sparse : Kind::dense;
+      tile.offset = used_ + bytes;
+      bytes += tile.kind == Kind::empty ? 0 : tile.kind == Kind::sparse ? sparse : dense;
+    }
+    // Stored panels are a prefix (the first panel that does not fit and all later ones are recomputed), so that a
+    // pass over them is one parallel loop (stored_pass()).
+    const bool store = storage_.stored_panels == p && used_ + bytes <= limit_;
+    if (store) {
+      ++storage_.stored_panels;
+      for (index_t q = 0; q <= p; ++q) {
+        Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
+        storage_.empty_tiles += tile.kind == Kind::empty;
+        storage_.sparse_tiles += tile.kind == Kind::sparse;
+        storage_.dense_tiles += tile.kind == Kind::dense;
+        if (tile.kind != Kind::sparse) continue;
+        std::uint32_t* start = row_starts(tile);
+        start[0] = 0;
+        for (index_t a = 0; a < h; ++a) start[a + 1] = start[a] + counts_[static_cast<std::size_t>(q * kTile + a)];
+      }
+      used_ += bytes;
+      storage_.bytes = used_;
+    }
+    const index_t blocks = (h + tiles::kRowsPerTask - 1) / tiles::kRowsPerTask;
+    executor_->for_each(blocks, [&](index_t b, int) {
+      const index_t r0 = b * tiles::kRowsPerTask, r1 = std::min(h, r0 + tiles::kRowsPerTask);
+      kernels_->direct(panel + r0 * ld, ld, r1 - r0, i1, multiplicity, lanes(i0 + r0), deg_.data() + i0 + r0);
+      if (store)
+        for (index_t q = 0; q <= p; ++q) write_rows(tiles_[first + static_cast<std::size_t>(q)], panel, ld, q, r0, r1, h);
+    });
+    finish_diagonal(panel, i0, h, ld, multiplicity, true);
+  }
+
+  // rowsum_i = sum_j m_j e_ij and degree_i (n_tokens for a node without neighbours), as NeighbourStats.
+  void finish_stats(std::span<double> rowsum, std::span<index_t> degree, index_t n_tokens) const {
+    for (index_t i = 0; i < nodes_; ++i) {
+      rowsum[static_cast<std::size_t>(i)] = row_total(i);
+      const auto neighbours = static_cast<index_t>(deg_[static_cast<std::size_t>(i)]);
+      degree[static_cast<std::size_t>(i)] = neighbours > 0 ? neighbours : n_tokens;
+    }
+  }
+
+  void start_pass() { std::fill(acc_.begin(), acc_.end(), 0.0); }
+  [[nodiscard]] bool stored(index_t p) const { return p < storage_.stored_panels; }
+
+  // One propagation pass over all stored panels (the first S) with x (share of each node). The lanes of column
+  // block R (the rows of panel R) receive, in this order, the direct part of panel R and the transposed parts of
+  // tiles (R, R), (R + 1, R), ..., (S - 1, R): no other block's work touches them, so each R is one task (of
+  // S + 1 tile visits: balanced) and the whole pass one parallel loop. The recomputed panels follow, in order.
+  void stored_pass(const double* x) {
+    const index_t panels = storage_.stored_panels;
+    executor_->for_each(panels, [&](index_t r, int) {
+      const index_t i0 = r * kTile, h = std::min(kTile, nodes_ - i0);
+      for (index_t q = 0; q <= r; ++q) {
+        const Tile& tile = tiles_[tile_index(r, q)];
+        const index_t w = std::min(kTile, nodes_ - q * kTile);
+        if (tile.kind == Kind::sparse) {
+          kernels_->direct_sparse(row_starts(tile), sparse_weights(tile, h), sparse_columns(tile, h), 0, h,
+                                  x + q * kTile, lanes(i0));
+        } else if (tile.kind == Kind::dense) {
+          kernels_->direct(dense_weights(tile), w, h, w, x + q * kTile, lanes(i0), nullptr);
+        }
+      }
+      for (index_t p = r; p < panels; ++p) {
+        const Tile& tile = tiles_[tile_index(p, r)];
+        const index_t rows = std::min(kTile, nodes_ - p * kTile), w = h;
+        if (tile.kind == Kind::sparse) {
+          kernels_->transposed_sparse(row_starts(tile), sparse_weights(tile, rows), sparse_columns(tile, rows), rows,
+                                      p == r, x + p * kTile, lanes(i0));
+        } else if (tile.kind == Kind::dense) {
+          kernels_->transposed(dense_weights(tile), w, rows, w, x + p * kTile, lanes(i0), nullptr);
+        }
+      }
+    });
+  }
+
+  // One propagation pass over stored panel p alone (panel order; stored_pass() does all stored panels at once).
+  void stored_panel(index_t p, const double* x) {
+    const index_t i0 = p * kTile, h = std::min(kTile, nodes_ - i0);
+    const std::size_t first = tile_index(p, 0);
+    const index_t blocks = (h + tiles::kRowsPerTask - 1) / tiles::kRowsPerTask;
+    executor_->for_each(blocks, [&](index_t b, int) {
+      const index_t r0 = b * tiles::kRowsPerTask, r1 = std::min(h, r0 + tiles::kRowsPerTask);
+      for (index_t q = 0; q <= p; ++q) {
+        const Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
+        const index_t w = std::min(kTile, nodes_ - q * kTile);
+        if (tile.kind == Kind::sparse) {
+          kernels_->direct_sparse(row_starts(tile), sparse_weights(tile, h), sparse_columns(tile, h), r0, r1,
+                                  x + q * kTile, lanes(i0));
+        } else if (tile.kind == Kind::dense) {
+          kernels_->direct(dense_weights(tile) + r0 * w, w, r1 - r0, w, x + q * kTile, lanes(i0 + r0), nullptr);
+        }
+      }
+    });
+    executor_->for_each(p + 1, [&](index_t q, int) {
+      const Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
+      const index_t w = std::min(kTile, nodes_ - q * kTile);
+      if (tile.kind == Kind::sparse) {
+        kernels_->transposed_sparse(row_starts(tile), sparse_weights(tile, h), sparse_columns(tile, h), h, q == p,
+                                    x + i0, lanes(q * kTile));
+      } else if (tile.kind == Kind::dense) {
+        kernels_->transposed(dense_weights(tile), w, h, w, x + i0, lanes(q * kTile), nullptr);
+      }
+    });
+  }
+
+  // A recomputed tile of a panel that is not stored (after the edge rule, on its thread), then the panel.
+  void recomputed_tile(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, const double* x) {
+    finish_tile(tile, i0, j0, h, w, ld, x, false);
+  }
+  void recomputed_panel(float* panel, index_t i0, index_t i1, index_t ld, const double* x) {
+    const index_t h = i1 - i0;
+    const index_t blocks = (h + tiles::kRowsPerTask - 1) / tiles::kRowsPerTask;
+    executor_->for_each(blocks, [&](index_t b, int) {
+      const index_t r0 = b * tiles::kRowsPerTask, r1 = std::min(h, r0 + tiles::kRowsPerTask);
+      kernels_->direct(panel + r0 * ld, ld, r1 - r0, i1, x, lanes(i0 + r0), nullptr);
+    });
+    finish_diagonal(panel, i0, h, ld, x, false);
+  }
+
+  // Row i's dot of the last pass, reduced as row_dot reduces its lanes.
+  [[nodiscard]] double row_total(index_t i) const {
+    const double* a = acc_.data() + 4 * i;
+    return (a[0] + a[1]) + (a[2] + a[3]);
+  }
+  [[nodiscard]] const GraphStorage& storage() const noexcept { return storage_; }
+
+ private:
+  enum class Kind : std::uint8_t { empty, sparse, dense };
+  struct Tile {
+    std::size_t offset = 0;  // bytes into the arena
+    std::uint32_t edges = 0;
+    Kind kind = Kind::empty;
+  };
+
+  // A compressed tile: row starts (h + 1), weights, 16-bit columns, padded to 4 bytes.
+  static std::size_t sparse_bytes(std::size_t h, std::size_t edges) {
+    return 4 * (h + 1) + 4 * edges + (2 * edges + 3) / 4 * 4;
+  }
+  static std::size_t tile_index(index_t p, index_t q) {
+    return static_cast<std::size_t>(p) * static_cast<std::size_t>(p + 1) / 2 + static_cast<std::size_t>(q);
+  }
+  void ensure_arena(std::size_t bytes) {
+    const std::size_t words = (bytes + 3) / 4;
+    if (words > arena_words_) {
+      arena_.reset(new std::uint32_t[words]);  // default-initialized: no page is touched before it is used
+      arena_words_ = words;
+    }
+  }
+  [[nodiscard]] std::uint32_t* row_starts(const Tile& tile) const { return arena_.get() + tile.offset / 4; }
+  [[nodiscard]] float* sparse_weights(const Tile& tile, index_t h) const {
+    return reinterpret_cast<float*>(row_starts(tile) + h + 1);
+  }
+  [[nodiscard]] std::uint16_t* sparse_columns(const Tile& tile, index_t h) const {
+    return reinterpret_cast<std::uint16_t*>(sparse_weights(tile, h) + tile.edges);
+  }
+  [[nodiscard]] float* dense_weights(const Tile& tile) const { return reinterpret_cast<float*>(row_starts(tile)); }
+  double* lanes(index_t row) { return acc_.data() + 4 * row; }
+
+  // Rows [r0, r1) of tile (p, q) of the panel buffer into the tile's storage.
+  void write_rows(const Tile& tile, const float* panel, index_t ld, index_t q, index_t r0, index_t r1, index_t h) const {
+    const index_t w = std::min(kTile, nodes_ - q * kTile);
+    if (tile.kind == Kind::dense) {
+      for (index_t a = r0; a < r1; ++a) std::memcpy(dense_weights(tile) + a * w, panel + a * ld + q * kTile, 4 * static_cast<std::size_t>(w));
+      return;
+    }
+    if (tile.kind != Kind::sparse) return;
+    const std::uint32_t* start = row_starts(tile);
+    float* weights = sparse_weights(tile, h);
+    std::uint16_t* columns = sparse_columns(tile, h);
+    for (index_t a = r0; a < r1; ++a)
+      kernels_->compress(panel + a * ld + q * kTile, w, weights + start[a], columns + start[a]);
+  }
+
+  // Every finished tile: zeros above the diagonal (the Gram may leave cosines there), then the transposed part
+  // of an off-diagonal tile at once, while it is in cache (its columns' rows have had their direct part).
+  void finish_tile(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, const double* x, bool count) {
+    if (i0 == j0) {
+      for (index_t a = 0; a < h; ++a) std::fill(tile + a * ld + a + 1, tile + a * ld + w, 0.0f);
+      return;
+    }
+    kernels_->transposed(tile, ld, h, w, x + i0, lanes(j0), count ? deg_.data() + j0 : nullptr);
+  }
+  // The diagonal tile's transposed part, after the panel's direct part (which counted the self entries).
+  void finish_diagonal(float* panel, index_t i0, index_t h, index_t ld, const double* x, bool count) {
+    float* tile = panel + i0;
+    for (index_t a = 0; a < h; ++a) tile[a * ld + a] = 0.0f;
+    kernels_->transposed(tile, ld, h, h, x + i0, lanes(i0), count ? deg_.data() + i0 : nullptr);
+  }
+
+  index_t nodes_ = 0;
+  const Executor* executor_ = nullptr;
+  const tiles::TileKernels* kernels_ = nullptr;
+  std::unique_ptr<std::uint32_t[]> arena_;
+  std::size_t arena_words_ = 0, limit_ = 0, used_ = 0;
+  std::vector<Tile> tiles_;
+  std::vector<std::uint32_t> counts_;
+  std::vector<double> acc_, deg_;
+  GraphStorage storage_;
 };
 
 }  // namespace tokenprune::kernels

@@ -7,10 +7,15 @@
 // multiplicity before anything else: the same graph, computed once per distinct token.
 //
 // Cost: one Gram (n^2 d / 2 multiply-adds, see kernels/gram.hpp) plus O(n^2) for the edge weights, then
-// neighbour statistics and propagation over the edges as compressed rows (O(iterations * edges); a graph with
-// more than 64 edges per token on the dense path uses whole dense rows instead); matrix powers are never formed.
-// Memory: up to `max_dense_tokens` distinct tokens the lower triangle of the weights is kept dense (n^2 floats);
-// beyond it, one row panel of the Gram at a time (kTile = 288 rows x n floats) plus the edges only.
+// neighbour statistics and propagation over the stored weights (O(iterations * stored bytes)); matrix powers are
+// never formed.
+// Memory, bounded by `max_graph_bytes` whatever the density: up to `max_dense_tokens` distinct tokens (and n^2
+// floats within the budget) the weights are kept as a dense n x n matrix (propagated as compressed rows when
+// there are at most 64 edges per token, else as whole dense rows). Beyond that, the tiled path (kernels/graph.hpp,
+// TiledGraph): one row panel of the Gram at a time (kTile = 288 rows x n floats), the lower triangle stored in
+// 288 x 288 tiles, each empty, compressed (16-bit columns, 6 bytes an edge) or dense (4 bytes an entry), while the
+// budget lasts; the row panels that do not fit are recomputed from the packed features at every propagation step
+// (one more Gram of those panels per iteration). Every path gives bitwise the same scores.
 //
 // Thread safety: one instance per thread; prune() mutates the instance's workspace. Instances share nothing.
 // With OpenMP enabled by the engine's build (-fopenmp), prune() spreads the Gram over OpenMP threads; the
@@ -33,8 +38,15 @@ struct GPruneConfig {
   double threshold = 0.5;     // tau in (0, 1]: cosine similarity at or above which two tokens are linked
   double temperature = 0.03;  // T > 0: softmax temperature over a token's neighbours
   int iterations = 5;         // m >= 0: propagation steps
-  // Largest n for the dense path (n^2 floats: 256 MiB at 8192); larger graphs keep only their edges.
+  // Largest n for the dense path (n^2 floats: 256 MiB at 8192); larger graphs take the tiled path.
   index_t max_dense_tokens = 8192;
+  // Memory budget of the graph in bytes: the dense n x n floats, or on the tiled path the row panel of the Gram
+  // (288 x n floats, the least any graph needs, so a smaller budget acts as that much) plus the stored tiles.
+  // Past it, row panels are recomputed instead of stored; the scores do not change. reserve() sizes it (the
+  // address space is reserved, pages are only touched as tiles are stored). The rest of the workspace is
+  // 8 n d bytes (unit rows and their packed copy) plus O(n). The default leaves a process that holds 32k tokens of
+  // d 256 under 1 GB whatever the density.
+  std::size_t max_graph_bytes = std::size_t{768} << 20;
 
   void validate() const {
     if (!(threshold > 0.0 && threshold <= 1.0)) fail("threshold", threshold, "must be in (0, 1]");
@@ -59,9 +71,9 @@ class GPrune {
 
   [[nodiscard]] index_t kept_count(const TokenShape& shape, Budget budget) const { return budget.resolve(shape.n_tokens); }
 
-  // After this, prune() on up to max_tokens tokens of up to dim features allocates nothing, on either path,
-  // except that the sparse path allocates for graphs with more than 64 edges per token (and keeps that capacity).
-  // A reserve() within the bounds of earlier ones keeps the spans returned by prune() valid.
+  // After this, prune() on up to max_tokens tokens of up to dim features allocates nothing, on every path (dense,
+  // tiled, tiled with recomputed panels). A reserve() within the bounds of earlier ones keeps the spans returned
+  // by prune() valid.
   void reserve(index_t max_tokens, index_t dim) {
     if (max_tokens < 0) fail("max_tokens", max_tokens, "must be >= 0");
     if (dim < 0) fail("dim", dim, "must be >= 0");
@@ -69,9 +81,11 @@ class GPrune {
     unit_.reserve(n * static_cast<std::size_t>(dim));
     // Each call picks dense or sparse storage by its own node count, so both are sized: the dense square of the
     // largest graph that takes the dense path, and the sparse path's row panel.
-    const auto largest_dense = static_cast<std::size_t>(std::min(max_tokens, config_.max_dense_tokens));
-    weights_.reserve(std::max(largest_dense * largest_dense, static_cast<std::size_t>(kernels::kTile) * n));
-    graph_.reserve(n, edge_budget(max_tokens));
+    const index_t dense_tokens = largest_dense(max_tokens);
+    const auto largest = static_cast<std::size_t>(dense_tokens);
+    weights_.reserve(std::max(largest * largest, static_cast<std::size_t>(kernels::kTile) * n));
+    graph_.reserve(largest, edge_budget(dense_tokens));
+    tiled_.reserve(max_tokens, config_.max_graph_bytes);
     gram_.reserve(max_tokens, dim);
     stats_.reserve(n);
     for (auto* v : {&norms_, &node_norms_, &scores_}) v->reserve(n);
@@ -121,7 +135,9 @@ class GPrune {
                            level, executor());
     };
     auto sparse_row = [&](index_t i, auto visit) { graph_.row(i, visit); };
-    if (nodes <= config_.max_dense_tokens) {
+    tiled_edges_ = 0;
+    storage_ = kernels::GraphStorage{};
+    if (dense_fits(nodes)) {
       // Dense: the whole lower triangle of weights at once. Image graphs are sparse (a few percent of pairs are
       // edges): as compressed rows, statistics and propagation cost O(edges) instead of O(n^2). Denser graphs
       // keep whole dense rows (the triangle mirrored). Both give bitwise equal results.
@@ -144,19 +160,10 @@ class GPrune {
         flow([&](index_t i, auto visit) { visit(nullptr, weights_.data() + i * ld, nodes); });
       }
     } else {
-      // Sparse: one row panel of the Gram at a time; only the edges are kept, with 32-bit column indices.
-      if (nodes > std::numeric_limits<std::int32_t>::max())
-        fail("features", n, "more distinct tokens than the sparse graph's 32-bit column indices can address");
-      grow(weights_, static_cast<std::size_t>(kernels::kTile * nodes));
+      // Tiled: one row panel of the Gram at a time, the lower triangle stored in tiles within the budget.
       graph_.reset();
-      gram_.lower_gram(
-          node_units, nodes, false, [&](index_t) { return weights_.data(); },
-          [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
-            rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
-          },
-          [&](index_t i0, index_t i1) { graph_.append_panel(weights_.data(), i0, i1, nodes); }, packed);
-      graph_.complete();
-      flow(sparse_row);
+      grow(weights_, static_cast<std::size_t>(kernels::kTile * nodes));
+      flow_tiled(node_units, n, packed, rule, level);
     }
     // score_j = v_j / deg_j; after no iteration at all, v_j is the token's own norm.
     for (std::size_t j = 0; j < un; ++j) {
@@ -175,15 +182,79 @@ class GPrune {
   [[nodiscard]] std::span<const float> scores() const noexcept { return scores_; }
   // Neighbour counts (self included; n for a zero token) of the last prune().
   [[nodiscard]] std::span<const index_t> degrees() const noexcept { return degrees_; }
-  // Edges (j <= i) that the last prune() stored as compressed rows (the sparse path, or the dense path of a graph
-  // with at most 64 edges per token), else 0.
-  [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges(); }
+  // Edges (j <= i) of the last prune()'s graph when it was not held as whole dense rows: the tiled path, or the
+  // dense path of a graph with at most 64 edges per token (compressed rows); else 0.
+  [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges() + tiled_edges_; }
+  // How the last prune() on the tiled path stored its graph (all zero after the dense path).
+  [[nodiscard]] const kernels::GraphStorage& graph_storage() const noexcept { return storage_; }
 
  private:
   // Buffers whose contents each call overwrites only grow: a LLaVA-NeXT call alternates graphs of 576 and 2304
   // tokens, and resizing 576^2 back up to 2304^2 floats zero-filled 21 MB per call.
   static void grow(std::vector<float>& buffer, std::size_t size) {
     if (buffer.size() < size) buffer.resize(size);
+  }
+
+  // Distinct tokens up to which the dense n x n path runs: max_dense_tokens, and n^2 floats within the budget.
+  [[nodiscard]] bool dense_fits(index_t nodes) const {
+    const auto un = static_cast<std::size_t>(nodes);
+    return nodes <= config_.max_dense_tokens && un * un <= config_.max_graph_bytes / sizeof(float);
+  }
+  [[nodiscard]] index_t largest_dense(index_t max_tokens) const {
+    const std::size_t floats = config_.max_graph_bytes / sizeof(float);
+    auto side = static_cast<std::size_t>(std::sqrt(static_cast<double>(floats)));
+    while (side > 0 && side * side > floats) --side;
+    while ((side + 1) * (side + 1) <= floats) ++side;
+    return std::min({max_tokens, config_.max_dense_tokens, static_cast<index_t>(std::min<std::size_t>(side, 1u << 30))});
+  }
+  // Bytes left for stored tiles after the Gram's row panel.
+  [[nodiscard]] std::size_t tile_budget(index_t nodes) const {
+    const std::size_t panel = sizeof(float) * static_cast<std::size_t>(kernels::kTile) * static_cast<std::size_t>(nodes);
+    return config_.max_graph_bytes > panel ? config_.max_graph_bytes - panel : 0;
+  }
+
+  // The tiled path (kernels/graph.hpp, TiledGraph): statistics while the Gram is built, then `iterations` passes,
+  // each over the stored panels and the recomputed ones in panel order.
+  void flow_tiled(const ConstRowMap<float>& node_units, index_t n, bool packed, const kernels::EdgeRule& rule,
+                  const kernels::KernelTable& level) {
+    const index_t nodes = node_units.rows(), dim = node_units.cols();
+    const auto count = static_cast<std::size_t>(nodes);
+    stats_.multiplicity.assign(multiplicity_.begin(), multiplicity_.begin() + nodes);
+    const double* m = stats_.multiplicity.data();
+    float* panel = weights_.data();
+    tiled_.begin(nodes, tile_budget(nodes), executor());
+    gram_.lower_gram(
+        node_units, nodes, false, [&](index_t) { return panel; },
+        [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
+          rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
+          tiled_.built_tile(tile, i0, j0, h, w, stride, m);
+        },
+        [&](index_t i0, index_t i1) { tiled_.built_panel(panel, i0, i1, nodes, m); }, packed);
+    stats_.rowsum.resize(count);
+    stats_.degree.resize(count);
+    tiled_.finish_stats(stats_.rowsum, stats_.degree, n);
+    storage_ = tiled_.storage();
+    tiled_edges_ = storage_.edges;
+    const double* share = share_.data();
+    for (int step = 0; step < config_.iterations; ++step) {
+      if (step > 0)  // per-token values back to node totals
+        for (std::size_t i = 0; i < count; ++i) mass_[i] *= static_cast<double>(multiplicity_[i]);
+      const double uniform = kernels::shares(std::span<const double>(mass_).first(count),
+                                             std::span<const double>(stats_.rowsum).first(count),
+                                             std::span<double>(share_).first(count)) /
+                             static_cast<double>(n);
+      tiled_.start_pass();
+      tiled_.stored_pass(share);
+      for (index_t p = storage_.stored_panels; p < kernels::TiledGraph::panels_of(nodes); ++p) {
+        gram_.lower_gram_panel(nodes, dim, p, panel, nodes,
+                               [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
+                                 rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
+                                 tiled_.recomputed_tile(tile, i0, j0, h, w, stride, share);
+                               });
+        tiled_.recomputed_panel(panel, p * kernels::kTile, std::min(nodes, (p + 1) * kernels::kTile), nodes, share);
+      }
+      for (index_t i = 0; i < nodes; ++i) mass_[static_cast<std::size_t>(i)] = uniform + tiled_.row_total(i);
+    }
   }
 
   // Edges of the dense lower triangle (e_ij > 0, j <= i).
@@ -233,6 +304,9 @@ class GPrune {
   kernels::GramWorkspace gram_;
   kernels::NeighbourStats stats_;
   kernels::SparseGraph graph_;
+  kernels::TiledGraph tiled_;
+  kernels::GraphStorage storage_;
+  std::size_t tiled_edges_ = 0;
   std::vector<float> unit_, weights_, norms_, node_norms_, scores_;
   std::vector<double> mass_, share_;  // propagated information v (per node) and v / rowsum
   std::vector<index_t> node_of_, first_, multiplicity_, degrees_, order_, kept_;
