@@ -8,15 +8,18 @@
 // starting from +0. Patches are independent, so however a compiler vectorizes the loop over patches, each
 // sum is the same chain of additions: the result is bitwise identical at every ISA level and -march (no
 // multiply in the sum, so no contraction either). The mean is that double sum divided by H in double, rounded
-// once to fp32. NaN/Inf is rejected before any output is written, naming the first bad element in (head,
-// patch) row-major order as argument[h,j]. Cost: H * n reads, no allocation.
+// once to fp32. NaN/Inf is rejected, naming the first bad element in (head, patch) row-major order as
+// argument[h,j], before any mean is written (cls_row_sums' `sums` are the caller's workspace: on error they hold
+// the sums, NaN/Inf where a bad element is). Cost: H * n reads (one pass), no allocation.
 
 #include <tokenprune/core/error.hpp>
 #include <tokenprune/core/views.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cassert>
 #include <cmath>
+#include <cstdint>
 #include <span>
 #include <sstream>
 
@@ -35,20 +38,30 @@ template <Element T>
 void cls_row_sums(const ConstRowMap<T>& cls, std::span<double> sums, const char* argument = "cls_attention") {
   const index_t heads = cls.rows(), n = cls.cols();
   assert(static_cast<index_t>(sums.size()) >= n);
-  // Validate first (nothing is written on error), then sum.
-  for (index_t h = 0; h < heads; ++h) {
-    const T* row = cls.row(h).data();
-    bool finite = true;
-    for (index_t j = 0; j < n; ++j) finite &= std::isfinite(static_cast<float>(row[j]));
-    if (!finite)
-      for (index_t j = 0; j < n; ++j)
-        if (!std::isfinite(static_cast<float>(row[j]))) detail::fail_cls_element(argument, h, j, static_cast<float>(row[j]));
-  }
+  // Sum first, then check the n sums: a finite float is exact in double and at most H of them cannot overflow,
+  // so a sum is finite exactly when its patch's H values are (NaN stays NaN, Inf + -Inf is NaN). Only a failing
+  // input pays for the rescan that names its first bad element. (One pass over the input instead of two.)
   double* out = sums.data();
   std::fill(out, out + n, 0.0);
   for (index_t h = 0; h < heads; ++h) {
     const T* row = cls.row(h).data();
     for (index_t j = 0; j < n; ++j) out[j] += static_cast<double>(static_cast<float>(row[j]));
+  }
+  // The exponent fields of the sums, OR-ed in integer lanes (vectorizes at the baseline; no floating-point flag
+  // can fold it away): all ones for NaN/Inf.
+  constexpr std::uint64_t kExponent = 0x7ff0000000000000u;
+  constexpr int kLanes = 4;
+  std::uint64_t lanes[kLanes] = {};
+  index_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] |= (std::bit_cast<std::uint64_t>(out[j + l]) & kExponent) == kExponent;
+  for (; j < n; ++j) lanes[0] |= (std::bit_cast<std::uint64_t>(out[j]) & kExponent) == kExponent;
+  const bool finite = (lanes[0] | lanes[1] | lanes[2] | lanes[3]) == 0;
+  if (finite) return;
+  for (index_t h = 0; h < heads; ++h) {
+    const T* row = cls.row(h).data();
+    for (index_t i = 0; i < n; ++i)
+      if (!std::isfinite(static_cast<float>(row[i]))) detail::fail_cls_element(argument, h, i, static_cast<float>(row[i]));
   }
 }
 

@@ -6,6 +6,7 @@
 #include <tokenprune/core/views.hpp>
 #include <tokenprune/kernels/levels.hpp>
 
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -33,6 +34,22 @@ inline void widen(const Eigen::bfloat16* src, float* dst, index_t n) {
   active_kernels().widen_bf16(reinterpret_cast<const std::uint16_t*>(src), dst, n);
 }
 
+// True when none of p[0, n) is NaN or Inf (exponent field all ones). Integer lanes OR-ed, so the loop vectorizes
+// at the SSE2 baseline and no floating-point flag (-ffast-math, -ffinite-math-only) can fold it away (Eigen's
+// allFinite() stayed scalar: 0.33 ms per 577 x 1024 against 0.048 ms for the copy).
+inline bool all_finite(const float* p, index_t n) {
+  constexpr int kLanes = 16;
+  constexpr std::uint32_t kExponent = 0x7f800000u;
+  std::uint32_t lanes[kLanes] = {};
+  index_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] |= (std::bit_cast<std::uint32_t>(p[j + l]) & kExponent) == kExponent;
+  std::uint32_t any = 0;
+  for (; j < n; ++j) any |= (std::bit_cast<std::uint32_t>(p[j]) & kExponent) == kExponent;
+  for (int l = 0; l < kLanes; ++l) any |= lanes[l];
+  return any == 0;
+}
+
 // Copies token `row` of `x` into `out` (dim floats), widening 16-bit types; rejects NaN/Inf. With head >= 0 the
 // error names the element as argument[head,row,col] (queries and keys are [heads, tokens, head_dim]).
 template <Element T>
@@ -43,8 +60,8 @@ inline void load_row(const ConstRowMap<T>& x, index_t row, float* out, const cha
   } else {
     widen(x.row(row).data(), out, x.cols());
   }
-  // allFinite() is vectorized; only the rare failing row pays for the element search.
-  if (!dst.allFinite()) {
+  // One vectorized pass over the copy (in L1); only the rare failing row pays for the element search.
+  if (!all_finite(out, x.cols())) {
     for (index_t j = 0; j < x.cols(); ++j) {
       if (std::isfinite(out[j])) continue;
       if (head < 0) detail::fail_non_finite(argument, row, j, out[j]);
