@@ -7,6 +7,7 @@
 
 #include <tokenprune/tokenprune.hpp>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -189,6 +190,40 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
   std::vector<float> dense_e(static_cast<std::size_t>(n), 0.0f);
   for (std::size_t t = 0; t < cols.size(); ++t) dense_e[cols[t]] = sparse_e[t];
 
+  // Attention rows: row lane j mod 32, lanes halved; column sums added row after row.
+  auto lanes32 = [](const std::vector<double>& v) {
+    double lanes[32] = {};
+    for (std::size_t j = 0; j < v.size(); ++j) lanes[j % 32] += v[j];
+    for (int half = 16; half >= 1; half /= 2)
+      for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
+    return lanes[0];
+  };
+  const double row_total = lanes32(xd);
+  const index_t rows_count = 11, rows_n = 16 * 37 + 9, rows_stride = rows_n + 5;
+  const auto rows = normal_values(static_cast<std::size_t>(rows_count * rows_stride), 7);
+  std::vector<std::uint16_t> rows_half(rows.size()), rows_bf16(rows.size());
+  for (std::size_t t = 0; t < rows.size(); ++t) {
+    const float small = (t / static_cast<std::size_t>(rows_stride)) % 4 == 3 ? 1.0f : 0.25f;  // most rows |x| <= 1
+    rows_half[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(std::clamp(rows[t] * small, -1.0f, 1.0f)));
+    if (t == 5 * static_cast<std::size_t>(rows_stride) + 3) rows_half[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(1e-7f));
+    rows_bf16[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(rows[t]));
+  }
+  auto expected_rows = [&](auto value) {
+    std::vector<double> received(static_cast<std::size_t>(rows_n), 0.25), totals;
+    for (index_t r = 0; r < rows_count; ++r) {
+      std::vector<double> row(static_cast<std::size_t>(rows_n));
+      for (index_t j = 0; j < rows_n; ++j) row[j] = value(r * rows_stride + j);
+      for (index_t j = 0; j < rows_n; ++j) received[j] += row[j];
+      totals.push_back(lanes32(row));
+    }
+    return std::pair{received, totals};
+  };
+  const auto [rows_received, rows_totals] = expected_rows([&](index_t t) { return double(rows[t]); });
+  const auto [half_received, half_totals] =
+      expected_rows([&](index_t t) { return double(Eigen::numext::bit_cast<Eigen::half>(rows_half[t])); });
+  const auto [bf16_received, bf16_totals] =
+      expected_rows([&](index_t t) { return double(Eigen::numext::bit_cast<Eigen::bfloat16>(rows_bf16[t])); });
+
   std::vector<std::uint32_t> weights0, softmax0;
   std::vector<double> received0;
   double total0 = 0.0;
@@ -208,8 +243,32 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
     for (float v : p) sum += v;
     CHECK(std::abs(sum - 1.0) < 1e-5);
     std::vector<double> received(static_cast<std::size_t>(n), 0.0);
-    const double total = k.attention_row(x.data(), n, received.data());
+    double total = 0.0;
+    k.attention_rows(x.data(), 1, n, n, received.data(), &total);
     CHECK(received == xd);
+    CHECK(total == row_total);
+    // Several strided rows with a tail: column sums in row order, each total by 32 lanes.
+    std::vector<double> sums(static_cast<std::size_t>(rows_n), 0.25), totals(static_cast<std::size_t>(rows_count));
+    k.attention_rows(rows.data(), rows_count, rows_stride, rows_n, sums.data(), totals.data());
+    CHECK(sums == rows_received);
+    CHECK(totals == rows_totals);
+    std::vector<double> sums_half(static_cast<std::size_t>(rows_n), 0.25), totals_half(static_cast<std::size_t>(rows_count));
+    k.attention_rows_half(rows_half.data(), rows_count, rows_stride, rows_n, sums_half.data(), totals_half.data(),
+                          nullptr);
+    CHECK(sums_half == half_received);
+    CHECK(totals_half == half_totals);
+    // The exact fixed-point path (rows with every |x| <= 1, others through the double path) gives the same bits.
+    std::vector<std::int32_t> fixed(static_cast<std::size_t>(rows_n), 0);
+    std::fill(sums_half.begin(), sums_half.end(), 0.25);
+    k.attention_rows_half(rows_half.data(), rows_count, rows_stride, rows_n, sums_half.data(), totals_half.data(),
+                          fixed.data());
+    CHECK(sums_half == half_received);
+    CHECK(totals_half == half_totals);
+    CHECK(std::all_of(fixed.begin(), fixed.end(), [](std::int32_t v) { return v == 0; }));
+    std::vector<double> sums_bf16(static_cast<std::size_t>(rows_n), 0.25), totals_bf16(static_cast<std::size_t>(rows_count));
+    k.attention_rows_bf16(rows_bf16.data(), rows_count, rows_stride, rows_n, sums_bf16.data(), totals_bf16.data());
+    CHECK(sums_bf16 == bf16_received);
+    CHECK(totals_bf16 == bf16_totals);
     if (weights0.empty()) {
       weights0 = bits_of(w);
       softmax0 = bits_of(p);

@@ -28,17 +28,21 @@ inline index_t group_first_head(index_t group, index_t heads) { return heads * g
 // on 2 threads took 0.47 to 0.64 ms with adjacent widened rows, against 0.38 ms padded).
 inline index_t padded(index_t n, index_t per_line) { return (n + per_line - 1) / per_line * per_line + per_line; }
 
-// Accumulates rows of fp32 attention into the received (column) and given (row) sums, in double: raw-logit maps
-// have means near zero, where fp32 partial sums would cancel away the digits that rank tokens. Each value is
-// widened once and added twice: to its column's sum and to one of 32 row lanes (kernels/level_body.inl,
-// attention_row). The arithmetic does not depend on the instruction-set level: element j goes to lane j mod 32,
-// the lanes are reduced in a fixed pairwise order, and a column sum adds its group's rows in order. Both FoPru input paths (maps, queries and keys) feed rows through
-// this in the same order, so equal rows give bitwise equal significance. One row per step is also the fastest
-// order measured: it reads the maps as one sequential stream, while interleaving several rows (fewer column
-// updates) ran 1.5 to 2.5 times slower.
+// Accumulates rows of attention into the received (column) and given (row) sums, in double: raw-logit maps have
+// means near zero, where fp32 partial sums would cancel away the digits that rank tokens. Each value is widened
+// once and added twice: to its column's sum and to one of 8 lanes of its row's sum (kernels/level_body.inl,
+// attention_rows). The arithmetic does not depend on the instruction-set level: a column sum adds its group's
+// rows one after another in order, element j of a row goes to lane j mod 8, the lanes are reduced in a fixed
+// pairwise order. The kernels take blocks of 4 rows (one load and store of the column sums per block, four
+// independent row chains), which changes no value. Both FoPru input paths (maps, queries and keys) feed rows
+// through this in the same order, so equal rows give bitwise equal significance. (16-bit maps: sums of up to
+// 2^13 fp16 or bf16-with-small-range values are exact in double, so there the order does not even matter.)
 class AttentionAccumulator {
  public:
-  void reserve(index_t n) { partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8))); }
+  void reserve(index_t n) {
+    partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8)));
+    fixed_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 8)));
+  }
 
   // Starts a pass over n tokens and `heads` heads.
   void begin(index_t n, index_t heads) {
@@ -46,24 +50,44 @@ class AttentionAccumulator {
     stride_ = padded(n, 8);
     groups_ = head_groups(heads);
     partial_.assign(static_cast<std::size_t>(2 * groups_ * stride_), 0.0);
+    // fp16 rows may take the exact fixed-point path when every double sum of the definition is exact too: at most
+    // 8192 fp16 values per column sum (a group's heads times n) and per row (level_body.inl, attention_rows_half).
+    const index_t group_heads = (heads + groups_ - 1) / std::max<index_t>(groups_, 1);
+    fixed_ok_ = n <= 4064 && group_heads * n <= 8192;
+    fixed_.assign(fixed_ok_ ? static_cast<std::size_t>(groups_ * stride_) : 0, 0);
   }
 
-  // Adds query row i (n fp32 values) of a head in `group`. Different groups may be added from different threads.
-  // Returns false, when the row holds a NaN or Inf (the caller reports it after any parallel loop).
+  // Adds query rows [i, i + count) (n values each, row stride `stride` elements) of a head in `group`. Different
+  // groups may be added from different threads. Returns the offset in [0, count) of the first row that holds a
+  // NaN or Inf (the caller reports it after any parallel loop), or -1.
   template <Element T>
-  [[nodiscard]] bool add_row(index_t group, index_t i, const T* row, const KernelTable& kernels) {
+  [[nodiscard]] index_t add_rows(index_t group, index_t i, const T* rows, index_t count, index_t stride,
+                                 const KernelTable& kernels) {
     double* received = partial_.data() + 2 * group * stride_;
     double* given = received + stride_;
-    double total = 0.0;
-    if constexpr (std::same_as<T, float>) {
-      total = kernels.attention_row(row, n_, received);
-    } else if constexpr (std::same_as<T, Eigen::half>) {  // widened on the way, no row buffer
-      total = kernels.attention_row_half(reinterpret_cast<const std::uint16_t*>(row), n_, received);
-    } else {
-      total = kernels.attention_row_bf16(reinterpret_cast<const std::uint16_t*>(row), n_, received);
+    constexpr index_t kChunk = 64;
+    double totals[kChunk];
+    for (index_t r0 = 0; r0 < count; r0 += kChunk) {
+      const index_t m = std::min(kChunk, count - r0);
+      const T* first = rows + r0 * stride;
+      if constexpr (std::same_as<T, float>) {
+        kernels.attention_rows(first, m, stride, n_, received, totals);
+      } else if constexpr (std::same_as<T, Eigen::half>) {  // widened on the way, no row buffer
+        kernels.attention_rows_half(reinterpret_cast<const std::uint16_t*>(first), m, stride, n_, received, totals,
+                                    fixed_ok_ ? fixed_.data() + group * stride_ : nullptr);
+      } else {
+        kernels.attention_rows_bf16(reinterpret_cast<const std::uint16_t*>(first), m, stride, n_, received, totals);
+      }
+      for (index_t r = 0; r < m; ++r) {
+        given[i + r0 + r] += totals[r];
+        if (!std::isfinite(totals[r])) return r0 + r;  // a NaN or Inf anywhere in the row reaches its total
+      }
     }
-    given[i] += total;
-    return std::isfinite(total);  // a NaN or Inf anywhere in the row reaches the total
+    return -1;
+  }
+  template <Element T>
+  [[nodiscard]] bool add_row(index_t group, index_t i, const T* row, const KernelTable& kernels) {
+    return add_rows(group, i, row, 1, n_, kernels) < 0;
   }
 
   // received[j] and given[i]: the groups' partial sums, added in group order.
@@ -88,7 +112,9 @@ class AttentionAccumulator {
 
  private:
   index_t n_ = 0, stride_ = 0, groups_ = 0;
+  bool fixed_ok_ = false;
   std::vector<double> partial_;  // per group: n received sums, then n given sums, each at stride_
+  std::vector<std::int32_t> fixed_;  // per group: n int32 column sums of the fp16 fixed-point path, at stride_
 };
 
 // received[j] = sum over heads and queries of A[h][i][j]; given[i] = sum over heads and keys of A[h][i][j].
@@ -111,12 +137,13 @@ void attention_sums(const AttentionMaps& maps, AttentionAccumulator& sums, std::
   std::fill_n(first_bad, kHeadGroups, index_t{-1});
   const KernelTable& kernels = active_kernels();
   auto group = [&](index_t g, int) {
-    for (index_t h = group_first_head(g, heads); h < group_first_head(g + 1, heads); ++h)
-      for (index_t i = 0; i < n; ++i)
-        if (!sums.add_row(g, i, maps.head<T>(h).row(i).data(), kernels)) {
-          first_bad[g] = h * n + i;  // nothing may throw inside a parallel loop: reported below
-          return;
-        }
+    for (index_t h = group_first_head(g, heads); h < group_first_head(g + 1, heads); ++h) {
+      const index_t bad = sums.add_rows(g, 0, maps.head<T>(h).data(), n, maps.row_stride(), kernels);
+      if (bad >= 0) {
+        first_bad[g] = h * n + bad;  // nothing may throw inside a parallel loop: reported below
+        return;
+      }
+    }
   };
   if (groups > 1 && heads * n * n >= kParallelWork) {
     executor.for_each(groups, group);

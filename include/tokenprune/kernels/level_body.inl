@@ -192,53 +192,148 @@ inline double row_dot(const std::int32_t* cols, const float* e, index_t count, c
   return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
 }
 
-// One query row of attention (n values, widened to fp32) into its column sums and its row total, in double:
-// element j goes to column j and to row lane j mod 32, the lanes reduced by halving. 32 lanes are several
-// independent vector chains at any width (16 lanes, one chain per 8-lane zmm pair, ran latency-bound at 1.6x a
-// read of the maps). Returns the row total (not finite when the row holds a NaN or Inf).
-template <class Chunk>
-inline double attention_row_of(Chunk chunk, index_t n, double* received) {
-  constexpr int kLanes = 32;
-  double lanes[kLanes] = {};
-  const index_t full = n - n % kLanes;
-  float scratch[kLanes] = {};  // (initialized: GCC 12 cannot see that the widening lambdas fill it)
-  for (index_t j = 0; j < full; j += kLanes) {
-    const float* v = chunk(j, kLanes, scratch);  // the row itself, or its 16-bit values widened into scratch
-    for (int l = 0; l < kLanes; ++l) {
-      lanes[l] += v[l];
-      received[j + l] += v[l];
+// Query rows of attention (n values each, widened to fp32 and then to double) into their column sums and their
+// row totals. Definition (the same bits at every level):
+// - column sum: received[j] = (((received[j] + a_0j) + a_1j) + ...), the rows added one after another in order;
+// - row total: element j goes to row lane j mod 32, each lane a sequential chain in j, the lanes reduced by
+//   halving (lane l plus lane l + 16, then l + 8, ...); totals[r] = lane 0.
+// 32 lanes are several independent vector chains at any width (16 lanes, one chain per 8-lane zmm pair, ran
+// latency-bound at 1.6x a read of the maps). Rows are taken one at a time, a whole head per call: the maps are read
+// as one sequential stream (blocks of 2 or 4 rows, one load and store of the column sums per block, measured 1.5
+// to 2.5 times slower on Zen 5, with or without software prefetch).
+inline constexpr int kAttentionRowLanes = 32;
+template <class Load, class E>
+inline double attention_row_of(const E* row, index_t n, double* received) {
+  using F = typename V::F;
+  using D = typename V::D;
+  constexpr int FL = V::kLanes, DL = V::kDLanes;
+  constexpr index_t kStep = kAttentionRowLanes;  // columns per chunk: a multiple of every level's kLanes
+  constexpr int NF = kStep / FL, PER_F = FL / DL, NA = kAttentionRowLanes / DL;
+  static_assert(kStep % FL == 0 && FL % DL == 0, "lanes must tile a chunk");
+  D acc[NA];
+  for (int a = 0; a < NA; ++a) acc[a] = V::dzero();
+  index_t j = 0;
+  for (; j + kStep <= n; j += kStep)
+    for (int f = 0; f < NF; ++f) {
+      const F x = Load::load(row + j + f * FL);
+      D w[PER_F];
+      V::to_double(x, w);
+      for (int q = 0; q < PER_F; ++q) {
+        const int d = f * PER_F + q;  // columns j + d DL ...: row lanes d DL ...
+        V::dstore(received + j + d * DL, V::dadd(V::dload(received + j + d * DL), w[q]));
+        acc[d] = V::dadd(acc[d], w[q]);
+      }
     }
+  if (j == n) {  // no tail: the same halving in registers (lane l + 16 is vector a + NA / 2, ...), then within one
+    for (int count = NA; count > 1; count /= 2)
+      for (int a = 0; a < count / 2; ++a) acc[a] = V::dadd(acc[a], acc[a + count / 2]);
+    return V::halving(acc[0]);
   }
-  if (full < n) {
-    const float* v = chunk(full, n - full, scratch);
-    for (index_t j = full; j < n; ++j) {
-      lanes[j - full] += v[j - full];
-      received[j] += v[j - full];
-    }
+  double lanes[kAttentionRowLanes];
+  for (int a = 0; a < NA; ++a) V::dstore(lanes + a * DL, acc[a]);
+  for (; j < n; ++j) {  // the tail columns, after every vector chunk: each lane stays in order of j
+    const double v = Load::scalar(row + j);
+    received[j] += v;
+    lanes[j % kAttentionRowLanes] += v;
   }
-  for (int half = kLanes / 2; half >= 1; half /= 2)
+  for (int half = kAttentionRowLanes / 2; half >= 1; half /= 2)
     for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
   return lanes[0];
 }
-inline double attention_row(const float* row, index_t n, double* received) {
-  return attention_row_of([row](index_t j, index_t, float*) { return row + j; }, n, received);
+template <class Load, class E>
+inline void attention_rows_of(const E* rows, index_t count, index_t stride, index_t n, double* received,
+                              double* totals) {
+  for (index_t r = 0; r < count; ++r) totals[r] = attention_row_of<Load>(rows + r * stride, n, received);
 }
-inline double attention_row_half(const std::uint16_t* row, index_t n, double* received) {
-  return attention_row_of(
-      [row](index_t j, index_t count, float* out) {
-        V::widen_half(row + j, out, count);
-        return static_cast<const float*>(out);
-      },
-      n, received);
+
+// How each element type is loaded: kLanes values as an F, and one value as a double (the tail).
+struct AttentionFp32 {
+  static typename V::F load(const float* p) { return V::load(p); }
+  static double scalar(const float* p) { return static_cast<double>(*p); }
+};
+struct AttentionHalf {
+  static typename V::F load(const std::uint16_t* p) { return V::load_half(p); }
+  static double scalar(const std::uint16_t* p) { return static_cast<double>(level_portable::V::load_half(p)); }
+};
+struct AttentionBf16 {
+  static typename V::F load(const std::uint16_t* p) { return V::load_bf16(p); }
+  static double scalar(const std::uint16_t* p) { return static_cast<double>(level_portable::V::load_bf16(p)); }
+};
+inline void attention_rows(const float* rows, index_t count, index_t stride, index_t n, double* received,
+                           double* totals) {
+  attention_rows_of<AttentionFp32>(rows, count, stride, n, received, totals);
 }
-inline double attention_row_bf16(const std::uint16_t* row, index_t n, double* received) {
-  return attention_row_of(
-      [row](index_t j, index_t count, float* out) {
-        auto* bits = reinterpret_cast<std::uint32_t*>(out);
-        for (index_t t = 0; t < count; ++t) bits[t] = static_cast<std::uint32_t>(row[j + t]) << 16;
-        return static_cast<const float*>(out);
-      },
-      n, received);
+// fp16 rows, exactly: every fp16 value is a multiple of 2^-24, so sums of up to 8192 of them are exact in double
+// and the double path's order does not matter. Rows whose values all have |x| <= 1 (attention probabilities) are
+// summed here in int32 fixed point (x 2^24, exact): each row total over 32 int32 lanes (<= 127 values a lane for
+// n <= 4064), the column sums in `fixed` over blocks of up to 127 rows, then added to `received` in double. Both
+// are exact, so they are the bits of the double path whenever that path is exact too (n <= 4064 and at most 8192
+// rows per column sum: the caller's condition); other rows take the double path. One conversion to int32 per
+// value instead of two widenings (fp16 to fp32 to double) at half the vector width.
+inline constexpr index_t kFixedMaxRows = 127, kFixedMaxTokens = 127 * kAttentionRowLanes;
+inline bool fixed_range(const std::uint16_t* row, index_t n) {  // every |x| <= 1 (no NaN or Inf)
+  std::uint16_t top = 0;
+  for (index_t j = 0; j < n; ++j) {
+    const auto magnitude = static_cast<std::uint16_t>(row[j] & 0x7fffu);
+    top = magnitude > top ? magnitude : top;
+  }
+  return top <= 0x3c00u;
+}
+inline void flush_fixed(std::int32_t* fixed, index_t n, double* received) {
+  for (index_t j = 0; j < n; ++j) {
+    received[j] += static_cast<double>(fixed[j]) * 0x1p-24;
+    fixed[j] = 0;
+  }
+}
+inline double attention_row_fixed(const std::uint16_t* row, index_t n, std::int32_t* fixed) {
+  using I = typename V::I;
+  constexpr int FL = V::kLanes, NI = kAttentionRowLanes / FL;
+  I acc[NI];
+  for (int a = 0; a < NI; ++a) acc[a] = V::izero();
+  index_t j = 0;
+  for (; j + kAttentionRowLanes <= n; j += kAttentionRowLanes)
+    for (int a = 0; a < NI; ++a) {
+      const I x = V::to_fixed(V::load_half(row + j + a * FL));
+      V::istore(fixed + j + a * FL, V::iadd(V::iload(fixed + j + a * FL), x));
+      acc[a] = V::iadd(acc[a], x);
+    }
+  std::int64_t total = 0;
+  for (int a = 0; a < NI; ++a) total += V::isum(acc[a]);
+  if (j == n) return static_cast<double>(total) * 0x1p-24;  // |total| < 2^36: exact
+  std::int32_t lanes[kAttentionRowLanes] = {};
+  for (; j < n; ++j) {
+    const std::int32_t x = level_portable::V::to_fixed(level_portable::V::load_half(row + j));
+    fixed[j] += x;
+    lanes[j % kAttentionRowLanes] += x;
+  }
+  for (std::int32_t lane : lanes) total += lane;
+  return static_cast<double>(total) * 0x1p-24;
+}
+inline void attention_rows_half(const std::uint16_t* rows, index_t count, index_t stride, index_t n, double* received,
+                                double* totals, std::int32_t* fixed) {
+  if (fixed == nullptr || n > kFixedMaxTokens) {
+    attention_rows_of<AttentionHalf>(rows, count, stride, n, received, totals);
+    return;
+  }
+  index_t pending = 0;  // rows in `fixed`
+  for (index_t r = 0; r < count; ++r) {
+    const std::uint16_t* row = rows + r * stride;
+    if (!fixed_range(row, n)) {
+      totals[r] = attention_row_of<AttentionHalf>(row, n, received);
+      continue;
+    }
+    if (pending == kFixedMaxRows) {
+      flush_fixed(fixed, n, received);
+      pending = 0;
+    }
+    totals[r] = attention_row_fixed(row, n, fixed);
+    ++pending;
+  }
+  if (pending > 0) flush_fixed(fixed, n, received);
+}
+inline void attention_rows_bf16(const std::uint16_t* rows, index_t count, index_t stride, index_t n, double* received,
+                                double* totals) {
+  attention_rows_of<AttentionBf16>(rows, count, stride, n, received, totals);
 }
 
 // ------------------------------------------------------------------------------------------ row hashing
@@ -290,9 +385,9 @@ inline const KernelTable& table() {
                                        .squared_norm = &squared_norm,
                                        .dot = &dot,
                                        .row_dot = &row_dot,
-                                       .attention_row = &attention_row,
-                                       .attention_row_half = &attention_row_half,
-                                       .attention_row_bf16 = &attention_row_bf16,
+                                       .attention_rows = &attention_rows,
+                                       .attention_rows_half = &attention_rows_half,
+                                       .attention_rows_bf16 = &attention_rows_bf16,
                                        .widen_half = &widen_half,
                                        .widen_bf16 = &widen_bf16,
                                        .pack_panel = &pack_panel,

@@ -39,9 +39,15 @@ struct KernelTable {
   double (*squared_norm)(const float* x, index_t d);
   double (*dot)(const double* a, const double* b, index_t n);
   double (*row_dot)(const std::int32_t* cols, const float* e, index_t count, const double* x);
-  double (*attention_row)(const float* row, index_t n, double* received);
-  double (*attention_row_half)(const std::uint16_t* row, index_t n, double* received);
-  double (*attention_row_bf16)(const std::uint16_t* row, index_t n, double* received);
+  // `count` query rows of n attention values (row stride `stride`) into their column sums (received, += in row
+  // order) and their row totals (totals[r] =, 8 lanes): level_body.inl, attention_rows.
+  void (*attention_rows)(const float* rows, index_t count, index_t stride, index_t n, double* received, double* totals);
+  // fixed: n zeroed int32 of scratch (left zeroed) for the exact fixed-point path, which needs n <= 4064 and at most
+  // 8192 rows per column sum (then it gives the bits of the double path); nullptr: the double path.
+  void (*attention_rows_half)(const std::uint16_t* rows, index_t count, index_t stride, index_t n, double* received,
+                              double* totals, std::int32_t* fixed);
+  void (*attention_rows_bf16)(const std::uint16_t* rows, index_t count, index_t stride, index_t n, double* received,
+                              double* totals);
   void (*widen_half)(const std::uint16_t* src, float* dst, index_t n);
   void (*widen_bf16)(const std::uint16_t* src, float* dst, index_t n);
   void (*pack_panel)(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out);
@@ -98,6 +104,34 @@ struct V {
   static void widen_half(const std::uint16_t* src, float* dst, index_t n) {
     for (index_t j = 0; j < n; ++j) dst[j] = static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(src[j]));
   }
+  // Doubles for the attention sums: D holds kDLanes doubles; to_double widens the kLanes floats of an F into
+  // kLanes / kDLanes D (lowest elements first). load_half / load_bf16: kLanes 16-bit values as an F (exact).
+  using D = double;
+  static constexpr int kDLanes = 1;
+  static D dzero() { return 0.0; }
+  static D dload(const double* p) { return *p; }
+  static void dstore(double* p, D x) { *p = x; }
+  static D dadd(D a, D b) { return a + b; }
+  static void to_double(F x, D* out) { out[0] = x; }
+  // int32 vectors of kLanes for exact fixed-point sums: to_fixed(x) = x 2^24, exact for x on fp16's 2^-24 grid
+  // with |x| <= 1.
+  using I = std::int32_t;
+  static I izero() { return 0; }
+  static I iload(const std::int32_t* p) { return *p; }
+  static void istore(std::int32_t* p, I x) { *p = x; }
+  static I iadd(I a, I b) { return a + b; }
+  static I to_fixed(F x) { return static_cast<std::int32_t>(x * 16777216.0f); }
+  // halving(x): the lanes of x reduced by halving (lane l plus lane l + kDLanes / 2, ...); isum(x): the lanes'
+  // sum in int64 (exact, any order).
+  static double halving(D x) { return x; }
+  static std::int64_t isum(I x) { return x; }
+  static F load_half(const std::uint16_t* p) { return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(*p)); }
+  static F load_bf16(const std::uint16_t* p) {
+    const std::uint32_t bits = static_cast<std::uint32_t>(*p) << 16;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+  }
   static void pack_panel(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out) {
     pack_panel_scalar(x, ld, rows, d, panel, out);
   }
@@ -145,6 +179,39 @@ struct V {
     for (; j + 8 <= n; j += 8)
       _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j))));
     level_portable::V::widen_half(src + j, dst + j, n - j);
+  }
+  using D = __m256d;
+  static constexpr int kDLanes = 4;
+  static D dzero() { return _mm256_setzero_pd(); }
+  static D dload(const double* p) { return _mm256_loadu_pd(p); }
+  static void dstore(double* p, D x) { _mm256_storeu_pd(p, x); }
+  static D dadd(D a, D b) { return _mm256_add_pd(a, b); }
+  static void to_double(F x, D* out) {
+    out[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+    out[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+  }
+  using I = __m256i;
+  static I izero() { return _mm256_setzero_si256(); }
+  static I iload(const std::int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static void istore(std::int32_t* p, I x) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), x); }
+  static I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I to_fixed(F x) { return _mm256_cvtps_epi32(_mm256_mul_ps(x, _mm256_set1_ps(16777216.0f))); }
+  static double halving(D x) {
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(x), _mm256_extractf128_pd(x, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+  }
+  static std::int64_t isum(I x) {
+    const __m256i w = _mm256_add_epi64(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(x)),
+                                       _mm256_cvtepi32_epi64(_mm256_extracti128_si256(x, 1)));
+    const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
+    return _mm_cvtsi128_si64(_mm_add_epi64(h, _mm_unpackhi_epi64(h, h)));
+  }
+  static F load_half(const std::uint16_t* p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  }
+  static F load_bf16(const std::uint16_t* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
   }
   // pack_panel_scalar in 8 x 8 blocks transposed in registers (the scalar form measured 5% of G-Prune's time).
   static void pack_panel(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out) {
@@ -232,6 +299,36 @@ struct V {
     for (; j + 16 <= n; j += 16)
       _mm512_storeu_ps(dst + j, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + j))));
     level_portable::V::widen_half(src + j, dst + j, n - j);
+  }
+  using D = __m512d;
+  static constexpr int kDLanes = 8;
+  static D dzero() { return _mm512_setzero_pd(); }
+  static D dload(const double* p) { return _mm512_loadu_pd(p); }
+  static void dstore(double* p, D x) { _mm512_storeu_pd(p, x); }
+  static D dadd(D a, D b) { return _mm512_add_pd(a, b); }
+  static void to_double(F x, D* out) {
+    out[0] = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+    out[1] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1));
+  }
+  using I = __m512i;
+  static I izero() { return _mm512_setzero_si512(); }
+  static I iload(const std::int32_t* p) { return _mm512_loadu_si512(p); }
+  static void istore(std::int32_t* p, I x) { _mm512_storeu_si512(p, x); }
+  static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I to_fixed(F x) { return _mm512_cvtps_epi32(_mm512_mul_ps(x, _mm512_set1_ps(16777216.0f))); }
+  static double halving(D x) {
+    return level_avx2::V::halving(_mm256_add_pd(_mm512_castpd512_pd256(x), _mm512_extractf64x4_pd(x, 1)));
+  }
+  static std::int64_t isum(I x) {
+    return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
+                                                    _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1))));
+  }
+  static F load_half(const std::uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
+  static F load_bf16(const std::uint16_t* p) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
   }
   static void pack_panel(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out) {
     level_avx2::V::pack_panel(x, ld, rows, d, panel, out);
