@@ -280,7 +280,14 @@ inline bool fixed_range(const std::uint16_t* row, index_t n) {  // every |x| <= 
   return top <= 0x3c00u;
 }
 inline void flush_fixed(std::int32_t* fixed, index_t n, double* received) {
-  for (index_t j = 0; j < n; ++j) {
+  constexpr int DL = V::kDLanes;
+  index_t j = 0;
+  for (; j + V::kLanes <= n; j += V::kLanes) {
+    for (int d = 0; d < V::kLanes; d += DL)
+      V::dstore(received + j + d, V::dadd(V::dload(received + j + d), V::from_fixed(fixed + j + d)));
+    V::istore(fixed + j, V::izero());
+  }
+  for (; j < n; ++j) {
     received[j] += static_cast<double>(fixed[j]) * 0x1p-24;
     fixed[j] = 0;
   }

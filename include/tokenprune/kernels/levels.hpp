@@ -40,7 +40,7 @@ struct KernelTable {
   double (*dot)(const double* a, const double* b, index_t n);
   double (*row_dot)(const std::int32_t* cols, const float* e, index_t count, const double* x);
   // `count` query rows of n attention values (row stride `stride`) into their column sums (received, += in row
-  // order) and their row totals (totals[r] =, 8 lanes): level_body.inl, attention_rows.
+  // order) and their row totals (totals[r] =, 32 lanes): level_body.inl, attention_rows.
   void (*attention_rows)(const float* rows, index_t count, index_t stride, index_t n, double* received, double* totals);
   // fixed: n zeroed int32 of scratch (left zeroed) for the exact fixed-point path, which needs n <= 4064 and at most
   // 8192 rows per column sum (then it gives the bits of the double path); nullptr: the double path.
@@ -125,6 +125,8 @@ struct V {
   // sum in int64 (exact, any order).
   static double halving(D x) { return x; }
   static std::int64_t isum(I x) { return x; }
+  // kDLanes int32 at p as doubles, times 2^-24 (exact).
+  static D from_fixed(const std::int32_t* p) { return static_cast<double>(*p) * 0x1p-24; }
   static F load_half(const std::uint16_t* p) { return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(*p)); }
   static F load_bf16(const std::uint16_t* p) {
     const std::uint32_t bits = static_cast<std::uint32_t>(*p) << 16;
@@ -205,6 +207,10 @@ struct V {
                                        _mm256_cvtepi32_epi64(_mm256_extracti128_si256(x, 1)));
     const __m128i h = _mm_add_epi64(_mm256_castsi256_si128(w), _mm256_extracti128_si256(w, 1));
     return _mm_cvtsi128_si64(_mm_add_epi64(h, _mm_unpackhi_epi64(h, h)));
+  }
+  static D from_fixed(const std::int32_t* p) {
+    return _mm256_mul_pd(_mm256_cvtepi32_pd(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+                         _mm256_set1_pd(0x1p-24));
   }
   static F load_half(const std::uint16_t* p) {
     return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
@@ -322,6 +328,10 @@ struct V {
   static std::int64_t isum(I x) {
     return _mm512_reduce_add_epi64(_mm512_add_epi64(_mm512_cvtepi32_epi64(_mm512_castsi512_si256(x)),
                                                     _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(x, 1))));
+  }
+  static D from_fixed(const std::int32_t* p) {
+    return _mm512_mul_pd(_mm512_cvtepi32_pd(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+                         _mm512_set1_pd(0x1p-24));
   }
   static F load_half(const std::uint16_t* p) {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
