@@ -67,7 +67,7 @@ def time_torch(dtype, threads, repeat):
 def run_bench(bench, isa, threads, min_time):
     env = dict(os.environ, TOKENPRUNE_ISA=isa, OMP_NUM_THREADS=str(threads))
     out = subprocess.run(
-        [bench, "--benchmark_filter=^BM_(FoPruRank|ReadMaps)/llava15/(f32|f16)$",
+        [bench, "--benchmark_filter=^BM_(FoPruRank|ReadMaps)/llava15/(f32|f16)/",
          f"--benchmark_min_time={min_time}", "--benchmark_format=json"],
         env=env, check=True, capture_output=True, text=True).stdout
     result = {}

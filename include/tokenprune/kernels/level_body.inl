@@ -204,7 +204,6 @@ inline double row_dot(const std::int32_t* cols, const float* e, index_t count, c
 inline constexpr int kAttentionRowLanes = 32;
 template <class Load, class E>
 inline double attention_row_of(const E* row, index_t n, double* received) {
-  using F = typename V::F;
   using D = typename V::D;
   constexpr int FL = V::kLanes, DL = V::kDLanes;
   constexpr index_t kStep = kAttentionRowLanes;  // columns per chunk: a multiple of every level's kLanes
@@ -215,9 +214,8 @@ inline double attention_row_of(const E* row, index_t n, double* received) {
   index_t j = 0;
   for (; j + kStep <= n; j += kStep)
     for (int f = 0; f < NF; ++f) {
-      const F x = Load::load(row + j + f * FL);
       D w[PER_F];
-      V::to_double(x, w);
+      Load::widen(row + j + f * FL, w);
       for (int q = 0; q < PER_F; ++q) {
         const int d = f * PER_F + q;  // columns j + d DL ...: row lanes d DL ...
         V::dstore(received + j + d * DL, V::dadd(V::dload(received + j + d * DL), w[q]));
@@ -246,17 +244,17 @@ inline void attention_rows_of(const E* rows, index_t count, index_t stride, inde
   for (index_t r = 0; r < count; ++r) totals[r] = attention_row_of<Load>(rows + r * stride, n, received);
 }
 
-// How each element type is loaded: kLanes values as an F, and one value as a double (the tail).
+// How each element type is loaded: kLanes values as doubles (kLanes / kDLanes D), and one value (the tail).
 struct AttentionFp32 {
-  static typename V::F load(const float* p) { return V::load(p); }
+  static void widen(const float* p, typename V::D* out) { V::load_double(p, out); }
   static double scalar(const float* p) { return static_cast<double>(*p); }
 };
 struct AttentionHalf {
-  static typename V::F load(const std::uint16_t* p) { return V::load_half(p); }
+  static void widen(const std::uint16_t* p, typename V::D* out) { V::to_double(V::load_half(p), out); }
   static double scalar(const std::uint16_t* p) { return static_cast<double>(level_portable::V::load_half(p)); }
 };
 struct AttentionBf16 {
-  static typename V::F load(const std::uint16_t* p) { return V::load_bf16(p); }
+  static void widen(const std::uint16_t* p, typename V::D* out) { V::to_double(V::load_bf16(p), out); }
   static double scalar(const std::uint16_t* p) { return static_cast<double>(level_portable::V::load_bf16(p)); }
 };
 inline void attention_rows(const float* rows, index_t count, index_t stride, index_t n, double* received,

@@ -113,6 +113,7 @@ struct V {
   static void dstore(double* p, D x) { *p = x; }
   static D dadd(D a, D b) { return a + b; }
   static void to_double(F x, D* out) { out[0] = x; }
+  static void load_double(const float* p, D* out) { out[0] = *p; }  // kLanes floats at p as to_double gives them
   // int32 vectors of kLanes for exact fixed-point sums: to_fixed(x) = x 2^24, exact for x on fp16's 2^-24 grid
   // with |x| <= 1.
   using I = std::int32_t;
@@ -191,6 +192,10 @@ struct V {
   static void to_double(F x, D* out) {
     out[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
     out[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+  }
+  static void load_double(const float* p, D* out) {  // each half converted from memory: no lane extraction
+    out[0] = _mm256_cvtps_pd(_mm_loadu_ps(p));
+    out[1] = _mm256_cvtps_pd(_mm_loadu_ps(p + 4));
   }
   using I = __m256i;
   static I izero() { return _mm256_setzero_si256(); }
@@ -315,6 +320,10 @@ struct V {
   static void to_double(F x, D* out) {
     out[0] = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
     out[1] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1));
+  }
+  static void load_double(const float* p, D* out) {
+    out[0] = _mm512_cvtps_pd(_mm256_loadu_ps(p));
+    out[1] = _mm512_cvtps_pd(_mm256_loadu_ps(p + 8));
   }
   using I = __m512i;
   static I izero() { return _mm512_setzero_si512(); }
