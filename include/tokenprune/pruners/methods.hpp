@@ -62,6 +62,8 @@ inline MethodInfo gprune_method() {
       {"temperature", "0.03", "softmax temperature T > 0 over a token's neighbours"},
       {"iterations", "5", "propagation steps m >= 0"},
       {"max_dense_tokens", std::to_string(d.max_dense_tokens), "largest graph kept as a dense matrix"},
+      {"max_graph_bytes", std::to_string(d.max_graph_bytes),
+       "memory for the graph's edges; past it, Gram panels are recomputed at every step (same scores)"},
   };
   m.create = [](const Parameters& p) {
     GPruneConfig c;
@@ -71,6 +73,9 @@ inline MethodInfo gprune_method() {
     if (iterations < 0 || iterations > 1'000'000) fail("iterations", iterations, "must be in [0, 1000000]");
     c.iterations = static_cast<int>(iterations);
     c.max_dense_tokens = p.integer("max_dense_tokens", c.max_dense_tokens);
+    const std::int64_t budget = p.integer("max_graph_bytes", static_cast<std::int64_t>(c.max_graph_bytes));
+    if (budget < 0) fail("max_graph_bytes", budget, "must be >= 0");
+    c.max_graph_bytes = static_cast<std::size_t>(budget);
     return AnyPruner(GPrune(c), "gprune");
   };
   return m;
