@@ -8,6 +8,7 @@
 #include <tokenprune/tokenprune.hpp>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -206,6 +207,8 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
     const float small = (t / static_cast<std::size_t>(rows_stride)) % 4 == 3 ? 1.0f : 0.25f;  // most rows |x| <= 1
     rows_half[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(std::clamp(rows[t] * small, -1.0f, 1.0f)));
     if (t == 5 * static_cast<std::size_t>(rows_stride) + 3) rows_half[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(1e-7f));
+    if (t / static_cast<std::size_t>(rows_stride) == 6 && t % 5 == 0)  // +0, -0, the smallest subnormals, +-1
+      rows_half[t] = std::array<std::uint16_t, 6>{0x0000, 0x8000, 0x0001, 0x8001, 0x3c00, 0xbc00}[t / 5 % 6];
     rows_bf16[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(rows[t]));
   }
   auto expected_rows = [&](auto value) {

@@ -202,7 +202,10 @@ struct V {
   static I iload(const std::int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static void istore(std::int32_t* p, I x) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), x); }
   static I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
-  static I to_fixed(F x) { return _mm256_cvtps_epi32(_mm256_mul_ps(x, _mm256_set1_ps(16777216.0f))); }
+  // x 2^24 by adding 24 to the exponent field (an integer add: zeros become +-2^-103, which convert to 0)
+  static I to_fixed(F x) {
+    return _mm256_cvtps_epi32(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(24 << 23))));
+  }
   static double halving(D x) {
     const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(x), _mm256_extractf128_pd(x, 1));
     return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
@@ -330,7 +333,9 @@ struct V {
   static I iload(const std::int32_t* p) { return _mm512_loadu_si512(p); }
   static void istore(std::int32_t* p, I x) { _mm512_storeu_si512(p, x); }
   static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
-  static I to_fixed(F x) { return _mm512_cvtps_epi32(_mm512_mul_ps(x, _mm512_set1_ps(16777216.0f))); }
+  static I to_fixed(F x) {
+    return _mm512_cvtps_epi32(_mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(24 << 23))));
+  }
   static double halving(D x) {
     return level_avx2::V::halving(_mm256_add_pd(_mm512_castpd512_pd256(x), _mm512_extractf64x4_pd(x, 1)));
   }
