@@ -314,6 +314,37 @@ inline double attention_row_fixed(const std::uint16_t* row, index_t n, std::int3
   for (std::int32_t lane : lanes) total += lane;
   return static_cast<double>(total) * 0x1p-24;
 }
+// Two rows (both within range) at once: one update of the column sums for both (exact integers: any order).
+inline void attention_row_pair_fixed(const std::uint16_t* row0, const std::uint16_t* row1, index_t n,
+                                     std::int32_t* fixed, double* totals) {
+  using I = typename V::I;
+  constexpr int FL = V::kLanes, NI = kAttentionRowLanes / FL;
+  I acc0[NI], acc1[NI];
+  for (int a = 0; a < NI; ++a) acc0[a] = acc1[a] = V::izero();
+  index_t j = 0;
+  for (; j + kAttentionRowLanes <= n; j += kAttentionRowLanes)
+    for (int a = 0; a < NI; ++a) {
+      const I x0 = V::to_fixed(V::load_half(row0 + j + a * FL));
+      const I x1 = V::to_fixed(V::load_half(row1 + j + a * FL));
+      V::istore(fixed + j + a * FL, V::iadd(V::iload(fixed + j + a * FL), V::iadd(x0, x1)));
+      acc0[a] = V::iadd(acc0[a], x0);
+      acc1[a] = V::iadd(acc1[a], x1);
+    }
+  std::int64_t t0 = 0, t1 = 0;
+  for (int a = 0; a < NI; ++a) {
+    t0 += V::isum(acc0[a]);
+    t1 += V::isum(acc1[a]);
+  }
+  for (; j < n; ++j) {
+    const std::int32_t x0 = level_portable::V::to_fixed(level_portable::V::load_half(row0 + j));
+    const std::int32_t x1 = level_portable::V::to_fixed(level_portable::V::load_half(row1 + j));
+    fixed[j] += x0 + x1;
+    t0 += x0;
+    t1 += x1;
+  }
+  totals[0] = static_cast<double>(t0) * 0x1p-24;
+  totals[1] = static_cast<double>(t1) * 0x1p-24;
+}
 inline void attention_rows_half(const std::uint16_t* rows, index_t count, index_t stride, index_t n, double* received,
                                 double* totals, std::int32_t* fixed) {
   if (fixed == nullptr || n > kFixedMaxTokens) {
@@ -327,9 +358,15 @@ inline void attention_rows_half(const std::uint16_t* rows, index_t count, index_
       totals[r] = attention_row_of<AttentionHalf>(row, n, received);
       continue;
     }
-    if (pending == kFixedMaxRows) {
+    if (pending >= kFixedMaxRows - 1) {
       flush_fixed(fixed, n, received);
       pending = 0;
+    }
+    if (r + 1 < count && fixed_range(row + stride, n)) {
+      attention_row_pair_fixed(row, row + stride, n, fixed, totals + r);
+      pending += 2;
+      ++r;
+      continue;
     }
     totals[r] = attention_row_fixed(row, n, fixed);
     ++pending;
