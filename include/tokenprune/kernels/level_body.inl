@@ -416,6 +416,12 @@ inline void widen_bf16(const std::uint16_t* src, float* dst, index_t n) {
   for (index_t j = 0; j < n; ++j) out[j] = static_cast<std::uint32_t>(src[j]) << 16;
 }
 
+// Defined in level_double.inl (included after this file).
+inline void cdpruner_row(const float* sj, const double* w, double wj, const double* coef, const double* chol,
+                         index_t stride, index_t t, double root, double* row, double* gain, index_t n);
+inline void evs_dot_norm(const float* const* a, const float* const* b, index_t count, index_t d, double* dot,
+                         double* norm);
+
 // The table levels.hpp hands out.
 inline const KernelTable& table() {
   static constexpr KernelTable kernels{.isa = kIsa,
@@ -433,6 +439,8 @@ inline const KernelTable& table() {
                                        .widen_half = &widen_half,
                                        .widen_bf16 = &widen_bf16,
                                        .pack_panel = &pack_panel,
-                                       .row_hash = &row_hash};
+                                       .row_hash = &row_hash,
+                                       .cdpruner_row = &cdpruner_row,
+                                       .evs_dot_norm = &evs_dot_norm};
   return kernels;
 }

@@ -52,6 +52,11 @@ struct KernelTable {
   void (*widen_bf16)(const std::uint16_t* src, float* dst, index_t n);
   void (*pack_panel)(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out);
   std::uint64_t (*row_hash)(const float* row, index_t d);
+  // Double-precision kernels of the pruners (level_double.inl): CDPruner's greedy row update, EVS's dot and norm.
+  void (*cdpruner_row)(const float* sj, const double* w, double wj, const double* coef, const double* chol,
+                       index_t stride, index_t t, double root, double* row, double* gain, index_t n);
+  void (*evs_dot_norm)(const float* const* a, const float* const* b, index_t count, index_t d, double* dot,
+                       double* norm);
 };
 
 // Packs panel `panel` of rows x d of x (row stride ld) into out (see level_body.inl): element (r, k) of the
@@ -140,6 +145,7 @@ struct V {
   }
 };
 #include <tokenprune/kernels/level_body.inl>
+#include <tokenprune/kernels/level_double.inl>
 }  // namespace level_portable
 
 #if TOKENPRUNE_X86_DISPATCH
@@ -264,6 +270,7 @@ struct V {
   }
 };
 #include <tokenprune/kernels/level_body.inl>
+#include <tokenprune/kernels/level_double.inl>
 }  // namespace level_avx2
 #if defined(__clang__)
 #pragma clang attribute pop
@@ -359,6 +366,7 @@ struct V {
   }
 };
 #include <tokenprune/kernels/level_body.inl>
+#include <tokenprune/kernels/level_double.inl>
 }  // namespace level_avx512
 #if defined(__clang__)
 #pragma clang attribute pop

@@ -93,7 +93,8 @@ class CDPruner {
     gram_buffer_.reserve(n * n);
     cholesky_.reserve(keep * n);
     for (auto* v : {&relevance_, &weights_, &gain_}) v->reserve(n);
-    for (auto* v : {&norms_, &scores_, &gains_}) v->reserve(n);
+    for (auto* v : {&norms_, &scores_, &gains_, &srow_}) v->reserve(n);
+    coef_.reserve(keep);
     for (auto* v : {&order_, &kept_, &rest_}) v->reserve(n);
     picked_.reserve(n);
     embed_row_.reserve(static_cast<std::size_t>(embed_dim));
@@ -257,6 +258,9 @@ class CDPruner {
         [](float*, index_t, index_t, index_t, index_t, index_t) {}, [](index_t, index_t) {});
     const float* s = gram_buffer_.data();
     const double* w = weights_.data() + first;
+    const kernels::KernelTable& level = kernels::active_kernels();
+    srow_.resize(us);
+    coef_.resize(static_cast<std::size_t>(k));
     for (std::size_t i = 0; i < us; ++i) {
       const double wi = w[i];
       gain_[i] = wi * wi;
@@ -281,24 +285,17 @@ class CDPruner {
       if (j == us) break;  // rule 7
       record(out + static_cast<std::size_t>(t), first, j, best);
       picked_[j] = 1;
-      // b. c_t = (L_{j,:} - sum_{s<t} c_s[j] c_s) / sqrt(g_j); g <- g - c_t^2
+      // b. c_t = (L_{j,:} - sum_{s<t} c_s[j] c_s) / sqrt(g_j); g <- g - c_t^2, per element in this fixed order
+      // (kernels/level_double.inl, cdpruner_row): L_ji = (w_j s_ji) w_i, then fma(-c_s[j], c_s[i], .) for
+      // s = 0 .. t-1, then / sqrt(g_j), then g_i = fma(-c_t[i], c_t[i], g_i). Row j of S is made contiguous
+      // first (the triangle's row j below the diagonal, its column j above, s_jj = 1).
       row = cholesky_.data() + static_cast<std::size_t>(t) * us;
-      const double wj = w[j];
-      for (std::size_t i = 0; i < us; ++i) {
-        const double sij = i == j ? 1.0 : static_cast<double>(i < j ? s[j * us + i] : s[i * us + j]);
-        const double left = wj * sij;
-        row[i] = left * w[i];
-      }
-      for (index_t p = 0; p < t; ++p) {
-        const double* c = cholesky_.data() + static_cast<std::size_t>(p) * us;
-        const double cj = -c[j];
-        for (std::size_t i = 0; i < us; ++i) row[i] = std::fma(cj, c[i], row[i]);
-      }
-      const double root = std::sqrt(best);
-      for (std::size_t i = 0; i < us; ++i) {
-        row[i] /= root;
-        gain_[i] = std::fma(-row[i], row[i], gain_[i]);
-      }
+      float* sj = srow_.data();
+      std::copy_n(s + j * us, j, sj);
+      sj[j] = 1.0f;
+      for (std::size_t i = j + 1; i < us; ++i) sj[i] = s[i * us + j];
+      for (index_t p = 0; p < t; ++p) coef_[static_cast<std::size_t>(p)] = -cholesky_[static_cast<std::size_t>(p) * us + j];
+      level.cdpruner_row(sj, w, w[j], coef_.data(), cholesky_.data(), size, t, std::sqrt(best), row, gain_.data(), size);
     }
     if (t < k) {
       // Rule 7: the remaining picks are the unpicked tokens by descending w, ties to the lower index.
@@ -329,8 +326,8 @@ class CDPruner {
 
   CDPrunerConfig config_;
   kernels::GramWorkspace gram_;
-  std::vector<float> unit_, gram_buffer_, norms_, scores_, gains_, embed_row_;
-  std::vector<double> relevance_, weights_, gain_, cholesky_, embed_wide_, text_, text_norms_;
+  std::vector<float> unit_, gram_buffer_, norms_, scores_, gains_, embed_row_, srow_;
+  std::vector<double> relevance_, weights_, gain_, cholesky_, coef_, embed_wide_, text_, text_norms_;
   std::vector<index_t> order_, kept_, rest_;
   std::vector<std::uint8_t> picked_;
 };
