@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // tokenprune: training-free visual-token pruning for multimodal LLM inference. Header-only; Eigen 3.4 only.
 //
 //   core/     views, budgets, inputs, errors, the TokenPruner concept, AnyPruner and the method registry,
@@ -25,7 +26,7 @@
 #include <tokenprune/pruners/gprune.hpp>
 #include <tokenprune/pruners/methods.hpp>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 inline constexpr int kVersionMajor = 0;
 inline constexpr int kVersionMinor = 1;
 inline constexpr int kVersionPatch = 0;

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // AnyPruner: any TokenPruner behind one type, for code that chooses the method at run time (by name through the
 // registry, core/registry.hpp; the command-line tool; the Python binding). It satisfies TokenPruner itself, so
 // Segmented<AnyPruner> runs any method per segment. Calls cost one indirect call each; the pruner's own
@@ -19,7 +20,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 // One extra output of the last prune(): integer indices, float values as a rows x cols row-major matrix (a vector
 // is rows x 1), or a word (FoPru's chosen axis). Views into the pruner, valid until its next prune().

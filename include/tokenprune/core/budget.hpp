@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // How many tokens to keep: a count k, or a ratio r in [0, 1] with k = floor(r * n) computed in double.
 // A count larger than n is an error, not a clamp: silently keeping fewer tokens than the engine sized its
 // placeholders for would corrupt the prompt.
@@ -9,7 +10,7 @@
 #include <cmath>
 #include <limits>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 class Budget {
  public:

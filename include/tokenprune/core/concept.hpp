@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // The one protocol every pruner satisfies, ours and third parties'. Generic engine code is written once
 // against it (see layouts/segments.hpp and examples/custom_pruner.cpp).
 //
@@ -19,7 +20,7 @@
 #include <concepts>
 #include <span>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 template <class P>
 concept TokenPruner = requires(P& pruner, const P& const_pruner, const PruneInputs& inputs, const TokenShape& shape,

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Errors: every invalid configuration or input ends in tokenprune::Error, which carries the argument, the bad
 // value and the reason, and says all three in its message ("tokenprune: keep = 7: must be in [0, 6]").
 // Internal invariants are asserts, not Errors.
@@ -15,7 +16,7 @@
 #include <string_view>
 #include <utility>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 class Error : public std::invalid_argument {
  public:

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Where the library's parallel loops run. By default, on OpenMP threads when the engine compiles with OpenMP,
 // otherwise on the calling thread. An engine with a thread pool of its own (llama.cpp's, TBB, a job system)
 // passes an Executor that forwards loops to it, so that tokenprune never starts threads beside the engine's.
@@ -29,7 +30,7 @@
 #include <omp.h>
 #endif
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 class Executor {
  public:

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // After pruning, an engine compacts every per-token plane it keeps (the projected features, Qwen3-VL's DeepStack
 // planes, ...) and decides the kept tokens' position ids. These helpers do both into caller memory.
 
@@ -8,7 +9,7 @@
 #include <cstring>
 #include <span>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 namespace detail {
 inline void check_selection(std::span<const index_t> kept, index_t n_tokens) {

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // What a pruner is given. Methods differ in what they read (G-Prune: features; FoPru: attention maps or a
 // significance vector, and a patch grid for its row strategy; the [CLS]-attention methods the [CLS] query row;
 // CDPruner image and text embeddings; EVS a video grid), so one struct carries all of it and each method checks
@@ -10,7 +11,7 @@
 #include <algorithm>
 #include <span>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 // The patch grid of an image: rows x cols tokens, row-major (token t sits in row t / cols).
 struct Grid {

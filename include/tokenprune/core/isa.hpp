@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Instruction-set levels of the hot kernels, chosen at run time.
 //
 // Engines ship portable binaries (x86-64 baselines, distribution packages, wheels), so the kernels that dominate
@@ -27,7 +28,7 @@
 #define TOKENPRUNE_X86_DISPATCH 0
 #endif
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 enum class Isa : int {
   portable = 0,  // plain C++ (std::fma), vectorizable where FMA is baseline (AArch64)

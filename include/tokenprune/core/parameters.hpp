@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Method parameters by name, for building a pruner from a name (core/registry.hpp): what a command line, a config
 // file or Python keyword arguments hand over. Values are typed (bool, integer, number, text) or text to be parsed
 // ("0.5" is a number), so a front end may pass every value as it was typed. Reading a value as the wrong kind, or
@@ -19,7 +20,7 @@
 #include <variant>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 class Parameters {
  public:

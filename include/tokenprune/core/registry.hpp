@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // The method registry: every pruner by name, built from named parameters into an AnyPruner. The command-line
 // tool and the Python binding drive every method through it; a third party adds its own with register_method().
 // The built-in methods are registered in pruners/methods.hpp (included by tokenprune.hpp), which also defines
@@ -21,7 +22,7 @@
 #include <string_view>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 // The PruneInputs members a method can read.
 enum class Input {

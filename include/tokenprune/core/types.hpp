@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Element types and the index type. Token buffers come from engines in fp32, fp16 or bf16; every pruner
 // computes in fp32 (wider where an exact tie or a variance comparison needs it).
 
@@ -8,7 +9,7 @@
 #include <cstdint>
 #include <string_view>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 // Token indices, counts and strides. int64 matches the index tensors of PyTorch-style engines and `.npy` output.
 using index_t = std::int64_t;

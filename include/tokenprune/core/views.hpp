@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Zero-copy views over engine buffers. A view never owns memory and never converts: a column-major or
 // non-contiguous-row argument does not compile (or is rejected at run time when the layout is only known then),
 // because a silent copy of a [2880, 4096] buffer on every request is exactly what an engine must not pay.
@@ -8,7 +9,7 @@
 
 #include <type_traits>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 namespace detail {
 // An Eigen object whose rows are contiguous in memory and whose scalar is a supported element type.

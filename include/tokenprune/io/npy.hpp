@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // NumPy .npy files (format versions 1.0, 2.0 and 3.0) for the dtypes the library uses: float32, float16 (kept as
 // raw bits) and int64. Input is untrusted: every defect ends in tokenprune::Error, and nothing is allocated from a
 // size the header claims until that size has been checked against the bytes actually present.
@@ -24,7 +25,7 @@
 
 #include "tokenprune/core/error.hpp"
 
-namespace tokenprune::io {
+namespace tokenprune::inline TOKENPRUNE_ABI::io {
 
 // Element bytes are copied as they are in the file; a big-endian host would need byte swapping throughout.
 static_assert(std::endian::native == std::endian::little, "tokenprune npy I/O assumes a little-endian host");

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Attention reductions for FoPru: one streaming pass over [heads, n, n] maps that accumulates both the column
 // sums (attention each key receives) and the row sums (attention each query gives), in double so that ties in
 // the data stay ties and the variance comparison of the two means is not decided by rounding.
@@ -14,7 +15,7 @@
 #include <string>
 #include <vector>
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 // Heads are summed in at most kHeadGroups contiguous groups, each into partial sums of its own, which are then
 // added in group order. The groups depend on the head count only, so the groups can run on different threads

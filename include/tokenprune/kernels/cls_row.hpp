@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Head reduction of the [CLS] query row: the importance signal of the [CLS]-attention methods ([CLS]-attention
 // / FasterVLM, VisPruner, VisionZip). The input is a [heads, n] view (PruneInputs::cls_attention, e.g. made by
 // cls_query_row() inside [heads, 1 + n, 1 + n] maps): row h = head h's [CLS] query over the n patch keys, the
@@ -23,7 +24,7 @@
 #include <span>
 #include <sstream>
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 namespace detail {
 [[noreturn]] inline void fail_cls_element(const char* argument, index_t head, index_t patch, float value) {

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Element conversion and input validation. Every kernel works on fp32; fp16/bf16 rows are widened once, while
 // being checked for NaN/Inf, so that invalid input is reported before any expensive work.
 
@@ -14,7 +15,7 @@
 #include <string>
 
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 namespace detail {
 [[noreturn]] inline void fail_non_finite(const char* argument, index_t row, index_t col, float value) {

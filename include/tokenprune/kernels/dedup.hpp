@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Groups tokens whose unit vectors are identical (padding tokens, repeated frames). G-Prune's graph treats the
 // members of such a group symmetrically, so it is computed once per group, with the group's size as a
 // multiplicity: exact by construction (after one or more iterations members get bitwise equal scores, ties then go to the lower index as the
@@ -14,7 +15,7 @@
 #include <cstring>
 #include <span>
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 
 // group[i] = the group of token i, groups numbered 0.. in order of their first member; first[g] = that member.

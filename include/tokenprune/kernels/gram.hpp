@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // The Gram matrix G = U U^T of unit-norm tokens, lower triangle only: n^2 d / 2 multiply-adds, the floor of
 // G-Prune's cost.
 //
@@ -22,7 +23,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 inline constexpr index_t kTile = 6 * kPanel;  // 288: LLaVA's 576 and 2304 tokens are whole tiles
 static_assert(kTile % kPanel == 0);

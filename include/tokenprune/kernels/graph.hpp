@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // G-Prune's graph: edge weights from cosines, neighbour statistics, propagation.
 //
 // With the softmax shift fixed at the largest possible logit 1/T (cosines never exceed 1, and s_ii = 1 for every
@@ -27,7 +28,7 @@
 #include <vector>
 
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 inline float self_similarity(float norm) noexcept {
   const double scaled = static_cast<double>(norm) / 1e-12;

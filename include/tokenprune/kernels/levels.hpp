@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // The hot kernels once per instruction-set level, and the table of the level in use.
 //
 // kernels/level_body.inl holds the kernels, written once against a small vector type V. It is included here
@@ -21,7 +22,7 @@
 #include <immintrin.h>
 #endif
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 // Rows per packed panel of a Gram operand (see level_body.inl); every level's micro-tiles divide it.
 inline constexpr index_t kPanel = 48;

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Row loops spread over the pruner's Executor (OpenMP threads by default when the engine compiles with OpenMP,
 // or the engine's own pool) when the loop is large enough. Rows are independent and each is computed in a fixed
 // order, so neither the executor nor its thread count changes a result. Small loops take a plain sequential
@@ -8,7 +9,7 @@
 #include <tokenprune/core/executor.hpp>
 #include <tokenprune/core/types.hpp>
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 inline constexpr index_t kParallelWork = index_t{1} << 16;  // elements below which threads cost more than they save
 

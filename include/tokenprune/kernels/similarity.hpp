@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Row normalization for cosine similarity: u_i = x_i / max(||x_i||, 1e-12) and w_i = ||x_i||.
 // The norm is accumulated in double (fixed-order fma lanes, kernels/level_body.inl), so tokens with entries near the fp32 range limits (1e30, 1e-30) still get
 // an exact-to-rounding fp32 norm instead of Inf or 0.
@@ -9,7 +10,7 @@
 #include <algorithm>
 #include <limits>
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 inline constexpr double kNormFloor = 1e-12;  // the reference's normalize() epsilon
 

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Deterministic top-k: rank by score descending, equal scores by lower index first. Because that order is total,
 // the kept set does not depend on the selection algorithm, thread count or SIMD width. Output is ascending (the
 // original token order). O(n) selection plus O(k log k) sort; no allocation (the caller provides scratch).
@@ -10,7 +11,7 @@
 #include <numeric>
 #include <span>
 
-namespace tokenprune::kernels {
+namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 // Writes the k best indices of `scores`, ascending, to out[0, k). `scratch` must hold scores.size() entries.
 template <class Score>

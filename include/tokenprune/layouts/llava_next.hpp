@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // LLaVA-NeXT "anyres" image sequence, as G-Prune's authors prune it:
 //   [base_tokens tokens of the global view] + for each of R rows: [C high-resolution tokens, 1 newline token]
 // Two graphs: the base view keeps floor(r * base_tokens), the grid keeps floor(r * R * C); newline tokens are
@@ -10,7 +11,7 @@
 #include <array>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 class LlavaNextLayout {
  public:

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // Segments: several independent prunings over one token sequence, plus tokens that are always kept.
 // LLaVA-NeXT's anyres sequence (base view + high-resolution grid, newlines kept), several images in one request,
 // or video frames are all a list of segments, each with its own budget. Works with any TokenPruner: each segment
@@ -18,7 +19,7 @@
 #include <span>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 struct Segment {
   std::span<const index_t> tokens;  // strictly ascending token indices of this segment

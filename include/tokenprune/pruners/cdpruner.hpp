@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // CDPruner (Zhang et al., NeurIPS 2025, "Beyond Attention or Similarity: Maximizing Conditional Diversity for
 // Token Pruning in MLLMs"; reference github.com/Theia-4869/CDPruner @ 9541616, llava/model/llava_arch.py):
 // a determinantal point process over the tokens whose kernel L = diag(w) S diag(w) couples the cosine
@@ -44,7 +45,7 @@
 #include <span>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 struct CDPrunerConfig {
   // Relevance emphasis in [0, 1): w = exp(alpha r), alpha = theta / (2 (1 - theta)). Absent (the default, what

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // [CLS]-attention pruning (FasterVLM: Zhang et al., "[CLS] Attention is All You Need for Training-Free Visual
 // Token Pruning: Make VLM Inference Faster", 2024; code Theia-4869/FasterVLM@f5d5f12). methods/cls-attention.md.
 //
@@ -24,7 +25,7 @@
 #include <span>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 struct ClsAttentionConfig {
   void validate() const noexcept {}  // no parameters besides the budget

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // DART, embedding-level variant with an exact count (Wen et al., "Stop Looking for Important Tokens in Multimodal
 // Language Models: Duplication Matters More", EMNLP 2025; reference github.com/ZichenWen1/DART,
 // DART.get_retained_image_token). The normative definition is the section "Normative definition (embedding level,
@@ -49,7 +50,7 @@
 #include <sstream>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 struct DartConfig {
   int pivot_image = 4;  // p_img >= 0: image pivots (the visual tokens of largest L1 norm)

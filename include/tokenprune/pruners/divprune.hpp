@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // DivPrune (Alvar et al., "DivPrune: Diversity-based Visual Token Pruning for Large Multimodal Models", CVPR 2025;
 // reference vbdi/divprune@799e2d9, LLaVA/llava/model/llava_arch.py, LlavaMetaForCausalLM.DivPrune): greedy
 // max-min diversity selection under the cosine distance. The normative definition is
@@ -38,7 +39,7 @@
 #include <span>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 // DivPrune has no hyperparameter: the distance is the cosine distance and only the budget is given.
 struct DivPruneConfig {

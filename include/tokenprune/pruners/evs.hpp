@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // EVS, Efficient Video Sampling (NVIDIA; as merged in vLLM, vllm/multimodal/evs.py, compute_retained_tokens_count
 // and compute_retention_mask): drop the video tokens that repeat the same grid position of the previous frame.
 // Method file: methods/evs.md.
@@ -37,7 +38,7 @@
 #include <span>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 // EVS has no hyperparameters: eps = 1e-8 and the first-frame score 255 are constants of the reference, and the
 // budget (count, ratio or Evs::pruning_rate(q)) is given to prune().

@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // FoPru (Jiang et al., 2024): token significance from the vision encoder's attention; keep the most significant
 // tokens (rank strategy) or the most significant whole rows of the patch grid (row strategy). SPEC section 2.3.
 //
@@ -17,7 +18,7 @@
 #include <span>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 enum class FoPruAxis {
   automatic,  // received if its variance is strictly larger than given's, else given (the reference's rule)

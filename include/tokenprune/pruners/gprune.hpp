@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // G-Prune (Jiang et al., 2025): tokens are graph nodes linked by cosine similarity; each starts with its
 // feature norm as "information", which flows along the edges for a few iterations; the tokens holding the most
 // information per neighbour are kept. SPEC section 2.2 is the exact definition implemented here.
@@ -32,7 +33,7 @@
 #include <span>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 struct GPruneConfig {
   double threshold = 0.5;     // tau in (0, 1]: cosine similarity at or above which two tokens are linked

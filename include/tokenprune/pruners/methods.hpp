@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // The built-in methods in the registry (core/registry.hpp), and the process-wide registry itself:
 //
 //   tokenprune::method_names()                       {"gprune", "fopru-rank", "fopru-row", ...}
@@ -23,7 +24,7 @@
 #include <string>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 namespace detail {
 

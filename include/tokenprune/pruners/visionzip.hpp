@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // VisionZip (Yang et al., CVPR 2025; dvlab-research/VisionZip@3151f6d, visionzip/clip_encoder.py): keep the
 // [CLS] token and the D - 1 patches that the [CLS] query attends to most ("dominant"), and merge the remaining
 // patches into C new "contextual" tokens. Normative definition: shared/methods/visionzip.md.
@@ -50,7 +51,7 @@
 #include <string>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 struct VisionZipConfig {
   // C, the number of contextual (merged) tokens; -1: from the budget, C = max(1, floor(5K / 32)).

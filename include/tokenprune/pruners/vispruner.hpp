@@ -1,4 +1,5 @@
 #pragma once
+#include <tokenprune/core/abi.hpp>
 // VisPruner (Zhang et al., "Beyond Text-Visual Attention: Exploiting Visual Cues for Effective Token Pruning in
 // VLMs", ICCV 2025; code Theia-4869/VisPruner@aefa01a, llava/model/llava_arch.py encode_images).
 // methods/vispruner.md.
@@ -41,7 +42,7 @@
 #include <span>
 #include <vector>
 
-namespace tokenprune {
+namespace tokenprune::inline TOKENPRUNE_ABI {
 
 struct VisPrunerConfig {
   double important_ratio = 0.5;  // rho: share of the budget taken by [CLS] attention, in [0, 1]

@@ -1,0 +1,23 @@
+// One program, two translation units: this one with exceptions, mixed_exceptions_noexcept.cpp built with
+// -fno-exceptions (see CMakeLists.txt), as when an engine links a -fno-exceptions plugin with the rest. The
+// library's inline functions differ between the two modes (fail() throws, or calls the installed handler); its
+// ABI namespace (core/abi.hpp) gives each mode its own symbols, so the linker cannot pick one body for both.
+// Without it this program aborts or crashes whichever object comes first on the link line.
+#include <tokenprune/tokenprune.hpp>
+
+#include <cstdio>
+
+int no_exceptions_part();  // 0 when the invalid call there reached its handler with argument "keep"
+
+int main() {
+  const int other = no_exceptions_part();
+  bool thrown = false;
+  try {
+    (void)tokenprune::Budget::count(-1);
+  } catch (const tokenprune::Error& e) {
+    thrown = e.argument() == "keep";
+  }
+  std::printf("with exceptions: %s; without: %s\n", thrown ? "Error thrown" : "NO Error",
+              other == 0 ? "handler called" : "WRONG");
+  return thrown && other == 0 ? 0 : 1;
+}
