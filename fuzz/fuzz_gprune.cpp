@@ -23,7 +23,7 @@ void run(fuzzing::Bytes& in) {
     if (next_layout) {
       const index_t rows = in.in(0, 3), cols = in.in(0, 4), base = n - rows * (cols + 1);
       LlavaNextLayout layout(rows, cols, keep / 10.0, base < 0 ? 0 : base);
-      Segmented<GPrune> pruner{dense};
+      Segmented<GPrune> pruner{GPrune(config)};  // GPrune is move-only (its tiled graph arena)
       const auto kept = pruner.prune(PruneInputs{.features = x}, layout);
       fuzzing::check_selection(kept, n, pruner.kept_count(layout));
       return;
