@@ -4,6 +4,7 @@
 // floor, text embeddings absent or empty, 16-bit and strided inputs, ISA levels and executors, errors.
 
 #include "catch.hpp"
+#include "isa_levels.hpp"
 #include "synthetic.hpp"
 
 #include <tokenprune/core/isa.hpp>
@@ -131,16 +132,7 @@ Matrix random_matrix(Index rows, Index d, std::uint32_t seed) {
   return x;
 }
 
-std::vector<tp::Isa> levels() {
-  std::vector<tp::Isa> out;
-  for (tp::Isa isa : tp::kAllIsas)
-    if (tp::isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-struct IsaGuard {
-  tp::Isa saved = tp::active_isa();
-  ~IsaGuard() { tp::set_isa(saved); }
-};
+using tokenprune::testing::IsaGuard;
 
 bool strictly_ascending(const std::vector<Index>& v) {
   for (std::size_t i = 1; i < v.size(); ++i)
@@ -309,7 +301,7 @@ TEST_CASE("dart: bitwise identical at every ISA level and with any executor", "[
   std::vector<Index> kept0;
   std::vector<std::uint32_t> scores0;
   bool first = true;
-  for (tp::Isa isa : levels()) {
+  for (tp::Isa isa : tp::testing::supported_levels()) {
     INFO("level " << tp::isa_name(isa));
     tp::set_isa(isa);
     for (bool sequential : {false, true}) {

@@ -3,6 +3,7 @@
 // independence from another video), exact scores, 16-bit and strided inputs, ISA levels, segments and errors.
 
 #include "catch.hpp"
+#include "isa_levels.hpp"
 
 #include <tokenprune/pruners/evs.hpp>
 #include <tokenprune/tokenprune.hpp>
@@ -109,10 +110,7 @@ std::string error_argument(F&& f) {
   return "<no error>";
 }
 
-struct IsaGuard {
-  tp::Isa saved = tp::active_isa();
-  ~IsaGuard() { tp::set_isa(saved); }
-};
+using tokenprune::testing::IsaGuard;
 
 }  // namespace
 

@@ -3,6 +3,7 @@
 // scores, degrees and selections, on every instruction-set level and with any executor. The inputs have
 // n >= 4096 (15 row panels of 288 and a partial one), so each storage runs its own code on many tiles.
 #include "catch.hpp"
+#include "isa_levels.hpp"
 
 #include <tokenprune/tokenprune.hpp>
 
@@ -65,10 +66,7 @@ Outcome run(tp::GPrune& pruner, const tp::RowMatrix<float>& x, Index k) {
 
 std::size_t panel_bytes(Index n) { return sizeof(float) * static_cast<std::size_t>(tp::kernels::kTile * n); }
 
-struct IsaGuard {
-  tp::Isa saved = tp::active_isa();
-  ~IsaGuard() { tp::set_isa(saved); }
-};
+using tokenprune::testing::IsaGuard;
 
 void check_same(const Outcome& a, const Outcome& b) {
   CHECK(a.kept == b.kept);

@@ -3,6 +3,7 @@
 // strided inputs, the engine-buffer overload, every error path, ISA levels, and the Segmented refusal.
 
 #include "catch.hpp"
+#include "isa_levels.hpp"
 
 #include <tokenprune/tokenprune.hpp>
 #include <tokenprune/pruners/visionzip.hpp>
@@ -172,10 +173,7 @@ std::vector<float> merged_values(const tp::VisionZip& vz) {
   return out;
 }
 
-struct IsaGuard {
-  tp::Isa saved = tp::active_isa();
-  ~IsaGuard() { tp::set_isa(saved); }
-};
+using tokenprune::testing::IsaGuard;
 
 }  // namespace
 
