@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 #include <random>
 #include <string>
 #include <vector>
@@ -199,7 +200,31 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
       for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
     return lanes[0];
   };
-  const double row_total = lanes32(xd);
+  // fp32 attention rows: 64 fp32 lanes (lane j mod 64), widened and halved in double; column sums in fp32 over
+  // blocks of 16 rows of a head, each block then added in double.
+  auto lanes64 = [](const float* v, index_t count) {
+    float lanes[64] = {};
+    for (index_t j = 0; j < count; ++j) lanes[j % 64] += v[j];
+    double wide[64];
+    for (int l = 0; l < 64; ++l) wide[l] = lanes[l];
+    for (int half = 32; half >= 1; half /= 2)
+      for (int l = 0; l < half; ++l) wide[l] += wide[l + half];
+    return wide[0];
+  };
+  const double row_total = lanes64(x.data(), n);
+  const index_t head_rows = 37;  // two full blocks of 16 and a short one
+  const auto head32 = normal_values(static_cast<std::size_t>(head_rows * (16 * 37 + 14)), 11);
+  std::vector<double> head32_received(static_cast<std::size_t>(16 * 37 + 9), 0.25), head32_totals;
+  {
+    const index_t hn = 16 * 37 + 9, hstride = hn + 5;
+    std::vector<float> block(static_cast<std::size_t>(hn), 0.0f);
+    for (index_t r = 0; r < head_rows; ++r) {
+      for (index_t j = 0; j < hn; ++j) block[j] += head32[r * hstride + j];
+      head32_totals.push_back(lanes64(head32.data() + r * hstride, hn));
+      if ((r + 1) % 16 == 0 || r + 1 == head_rows)
+        for (index_t j = 0; j < hn; ++j) head32_received[j] += std::exchange(block[j], 0.0f);
+    }
+  }
   const index_t rows_count = 11, rows_n = 16 * 37 + 9, rows_stride = rows_n + 5;
   const auto rows = normal_values(static_cast<std::size_t>(rows_count * rows_stride), 7);
   std::vector<std::uint16_t> rows_half(rows.size()), rows_bf16(rows.size());
@@ -209,6 +234,12 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
     if (t == 5 * static_cast<std::size_t>(rows_stride) + 3) rows_half[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(1e-7f));
     if (t / static_cast<std::size_t>(rows_stride) == 6 && t % 5 == 0)  // +0, -0, the smallest subnormals, +-1
       rows_half[t] = std::array<std::uint16_t, 6>{0x0000, 0x8000, 0x0001, 0x8001, 0x3c00, 0xbc00}[t / 5 % 6];
+    // Out of the fixed-point range (|x| >= 2), found after the row was added: logits in row 3 (vector part), one
+    // 2.0 in the tail of row 8; row 9 holds the largest value in range (1.999, 0x3fff) and -1.999.
+    const std::size_t row = t / static_cast<std::size_t>(rows_stride), col = t % static_cast<std::size_t>(rows_stride);
+    if (row == 3) rows_half[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::half(rows[t] * 4.0f));
+    if (row == 8 && col == 590) rows_half[t] = 0x4000;
+    if (row == 9 && col % 7 == 0) rows_half[t] = col % 2 == 0 ? 0x3fff : 0xbfff;
     rows_bf16[t] = Eigen::numext::bit_cast<std::uint16_t>(Eigen::bfloat16(rows[t]));
   }
   auto expected_rows = [&](auto value) {
@@ -221,7 +252,6 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
     }
     return std::pair{received, totals};
   };
-  const auto [rows_received, rows_totals] = expected_rows([&](index_t t) { return double(rows[t]); });
   const auto [half_received, half_totals] =
       expected_rows([&](index_t t) { return double(Eigen::numext::bit_cast<Eigen::half>(rows_half[t])); });
   const auto [bf16_received, bf16_totals] =
@@ -247,14 +277,22 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
     CHECK(std::abs(sum - 1.0) < 1e-5);
     std::vector<double> received(static_cast<std::size_t>(n), 0.0);
     double total = 0.0;
-    k.attention_rows(x.data(), 1, n, n, received.data(), &total);
+    std::vector<float> block(static_cast<std::size_t>(std::max<index_t>(n, 16 * 37 + 9)), 0.0f);
+    k.attention_rows(x.data(), 1, n, n, 0, 1, block.data(), received.data(), &total);
     CHECK(received == xd);
     CHECK(total == row_total);
-    // Several strided rows with a tail: column sums in row order, each total by 32 lanes.
-    std::vector<double> sums(static_cast<std::size_t>(rows_n), 0.25), totals(static_cast<std::size_t>(rows_count));
-    k.attention_rows(rows.data(), rows_count, rows_stride, rows_n, sums.data(), totals.data());
-    CHECK(sums == rows_received);
-    CHECK(totals == rows_totals);
+    CHECK(std::all_of(block.begin(), block.begin() + n, [](float v) { return v == 0.0f; }));
+    // A head of strided fp32 rows with a tail, fed in two calls that split a block: blocks of 16 rows.
+    {
+      const index_t hn = 16 * 37 + 9, hstride = hn + 5;
+      std::vector<double> sums(static_cast<std::size_t>(hn), 0.25), totals(static_cast<std::size_t>(head_rows));
+      k.attention_rows(head32.data(), 20, hstride, hn, 0, head_rows, block.data(), sums.data(), totals.data());
+      k.attention_rows(head32.data() + 20 * hstride, head_rows - 20, hstride, hn, 20, head_rows, block.data(),
+                       sums.data(), totals.data() + 20);
+      CHECK(sums == head32_received);
+      CHECK(totals == head32_totals);
+      CHECK(std::all_of(block.begin(), block.end(), [](float v) { return v == 0.0f; }));
+    }
     std::vector<double> sums_half(static_cast<std::size_t>(rows_n), 0.25), totals_half(static_cast<std::size_t>(rows_count));
     k.attention_rows_half(rows_half.data(), rows_count, rows_stride, rows_n, sums_half.data(), totals_half.data(),
                           nullptr);
@@ -265,6 +303,22 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
     std::fill(sums_half.begin(), sums_half.end(), 0.25);
     k.attention_rows_half(rows_half.data(), rows_count, rows_stride, rows_n, sums_half.data(), totals_half.data(),
                           fixed.data());
+    CHECK(sums_half == half_received);
+    CHECK(totals_half == half_totals);
+    CHECK(std::all_of(fixed.begin(), fixed.end(), [](std::int32_t v) { return v == 0; }));
+    // Rows [2, 4) alone: a pair attempt that fails on row 3 (at every level: AVX-512 takes four rows at once).
+    std::fill(sums_half.begin(), sums_half.end(), 0.25);
+    for (const auto& [first, count] : {std::pair<index_t, index_t>{0, 2}, {2, 2}, {4, rows_count - 4}})
+      k.attention_rows_half(rows_half.data() + first * rows_stride, count, rows_stride, rows_n, sums_half.data(),
+                            totals_half.data() + first, fixed.data());
+    CHECK(sums_half == half_received);
+    CHECK(totals_half == half_totals);
+    CHECK(std::all_of(fixed.begin(), fixed.end(), [](std::int32_t v) { return v == 0; }));
+    // Row by row: every row is a single attempt, and rows 3 and 8 are subtracted again from the fixed sums.
+    std::fill(sums_half.begin(), sums_half.end(), 0.25);
+    for (index_t r = 0; r < rows_count; ++r)
+      k.attention_rows_half(rows_half.data() + r * rows_stride, 1, rows_stride, rows_n, sums_half.data(),
+                            totals_half.data() + r, fixed.data());
     CHECK(sums_half == half_received);
     CHECK(totals_half == half_totals);
     CHECK(std::all_of(fixed.begin(), fixed.end(), [](std::int32_t v) { return v == 0; }));

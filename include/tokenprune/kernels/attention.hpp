@@ -29,20 +29,21 @@ inline index_t group_first_head(index_t group, index_t heads) { return heads * g
 // on 2 threads took 0.47 to 0.64 ms with adjacent widened rows, against 0.38 ms padded).
 inline index_t padded(index_t n, index_t per_line) { return (n + per_line - 1) / per_line * per_line + per_line; }
 
-// Accumulates rows of attention into the received (column) and given (row) sums, in double: raw-logit maps have
-// means near zero, where fp32 partial sums would cancel away the digits that rank tokens. Each value is widened
-// once and added twice: to its column's sum and to one of 8 lanes of its row's sum (kernels/level_body.inl,
-// attention_rows). The arithmetic does not depend on the instruction-set level: a column sum adds its group's
-// rows one after another in order, element j of a row goes to lane j mod 8, the lanes are reduced in a fixed
-// pairwise order. The kernels take blocks of 4 rows (one load and store of the column sums per block, four
-// independent row chains), which changes no value. Both FoPru input paths (maps, queries and keys) feed rows
-// through this in the same order, so equal rows give bitwise equal significance. (16-bit maps: sums of up to
-// 2^13 fp16 or bf16-with-small-range values are exact in double, so there the order does not even matter.)
+// Accumulates rows of attention into the received (column) and given (row) sums, in double across blocks: raw-logit
+// maps have means near zero, where one fp32 sum over all rows would cancel away the digits that rank tokens. Each
+// value is added twice: to its column's sum and to a lane of its row's sum (kernels/level_body.inl,
+// attention_rows: fp32 rows in fp32 within blocks of 16 rows and 64 row lanes, each block and the lanes then added
+// in double; 16-bit rows in double throughout). The arithmetic does not depend on the instruction-set level: a
+// column sum adds its group's rows one after another in order, element j of a row goes to a fixed lane, the lanes
+// are reduced in a fixed pairwise order. Both FoPru input paths (maps, queries and keys) feed rows through this in
+// the same order, so equal rows give bitwise equal significance. (16-bit maps: sums of up to 2^13 fp16 or
+// bf16-with-small-range values are exact in double, so there the order does not even matter.)
 class AttentionAccumulator {
  public:
   void reserve(index_t n) {
     partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8)));
     fixed_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 8)));
+    block_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 8)));
   }
 
   // Starts a pass over n tokens and `heads` heads.
@@ -56,10 +57,12 @@ class AttentionAccumulator {
     const index_t group_heads = (heads + groups_ - 1) / std::max<index_t>(groups_, 1);
     fixed_ok_ = n <= 4064 && group_heads * n <= 8192;
     fixed_.assign(fixed_ok_ ? static_cast<std::size_t>(groups_ * stride_) : 0, 0);
+    block_.assign(static_cast<std::size_t>(groups_ * stride_), 0.0f);
   }
 
-  // Adds query rows [i, i + count) (n values each, row stride `stride` elements) of a head in `group`. Different
-  // groups may be added from different threads. Returns the offset in [0, count) of the first row that holds a
+  // Adds query rows [i, i + count) (n values each, row stride `stride` elements) of a head in `group`; a head's
+  // rows come in order, 0 to n - 1 (fp32 rows are summed in blocks of rows of a head). Different groups may be
+  // added from different threads. Returns the offset in [0, count) of the first row that holds a
   // NaN or Inf (the caller reports it after any parallel loop), or -1.
   template <Element T>
   [[nodiscard]] index_t add_rows(index_t group, index_t i, const T* rows, index_t count, index_t stride,
@@ -72,7 +75,7 @@ class AttentionAccumulator {
       const index_t m = std::min(kChunk, count - r0);
       const T* first = rows + r0 * stride;
       if constexpr (std::same_as<T, float>) {
-        kernels.attention_rows(first, m, stride, n_, received, totals);
+        kernels.attention_rows(first, m, stride, n_, i + r0, n_, block_.data() + group * stride_, received, totals);
       } else if constexpr (std::same_as<T, Eigen::half>) {  // widened on the way, no row buffer
         kernels.attention_rows_half(reinterpret_cast<const std::uint16_t*>(first), m, stride, n_, received, totals,
                                     fixed_ok_ ? fixed_.data() + group * stride_ : nullptr);
@@ -116,6 +119,7 @@ class AttentionAccumulator {
   bool fixed_ok_ = false;
   std::vector<double> partial_;  // per group: n received sums, then n given sums, each at stride_
   std::vector<std::int32_t> fixed_;  // per group: n int32 column sums of the fp16 fixed-point path, at stride_
+  std::vector<float> block_;  // per group: n fp32 column sums of the open block of fp32 rows, at stride_
 };
 
 // received[j] = sum over heads and queries of A[h][i][j]; given[i] = sum over heads and keys of A[h][i][j].
@@ -161,6 +165,9 @@ void attention_sums(const AttentionMaps& maps, AttentionAccumulator& sums, std::
     });
   }
   sums.finish(received, given);
+  for (index_t j = 0; j < n; ++j)  // finite values whose fp32 block sum overflows (|values| near 1e37)
+    if (!std::isfinite(received[static_cast<std::size_t>(j)]))
+      fail("attention", "column " + std::to_string(j), "sums beyond the fp32 range");
 }
 
 // Sample variance (n - 1 denominator, as torch.var) of values; 0 for fewer than two values.

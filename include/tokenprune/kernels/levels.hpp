@@ -40,11 +40,14 @@ struct KernelTable {
   double (*squared_norm)(const float* x, index_t d);
   double (*dot)(const double* a, const double* b, index_t n);
   double (*row_dot)(const std::int32_t* cols, const float* e, index_t count, const double* x);
-  // `count` query rows of n attention values (row stride `stride`) into their column sums (received, += in row
-  // order) and their row totals (totals[r] =, 32 lanes): level_body.inl, attention_rows.
-  void (*attention_rows)(const float* rows, index_t count, index_t stride, index_t n, double* received, double* totals);
+  // `count` fp32 query rows of n attention values (row stride `stride`), rows [first_row, first_row + count) of a
+  // head of head_rows rows, into their column sums (received, through the open 16-row block in `partial`, n floats
+  // zeroed at the head's start) and their row totals (totals[r] =): level_body.inl, attention_rows.
+  void (*attention_rows)(const float* rows, index_t count, index_t stride, index_t n, index_t first_row,
+                         index_t head_rows, float* partial, double* received, double* totals);
+  // 16-bit rows: the same, but received += in row order in double, row totals over 32 double lanes.
   // fixed: n zeroed int32 of scratch (left zeroed) for the exact fixed-point path, which needs n <= 4064 and at most
-  // 8192 rows per column sum (then it gives the bits of the double path); nullptr: the double path.
+  // 8192 values per column sum and row (then it gives the bits of the double path); nullptr: the double path.
   void (*attention_rows_half)(const std::uint16_t* rows, index_t count, index_t stride, index_t n, double* received,
                               double* totals, std::int32_t* fixed);
   void (*attention_rows_bf16)(const std::uint16_t* rows, index_t count, index_t stride, index_t n, double* received,
@@ -126,8 +129,22 @@ struct V {
   static I izero() { return 0; }
   static I iload(const std::int32_t* p) { return *p; }
   static void istore(std::int32_t* p, I x) { *p = x; }
-  static I iadd(I a, I b) { return a + b; }
-  static I to_fixed(F x) { return static_cast<std::int32_t>(x * 16777216.0f); }
+  // Wrapping, as the vector levels' integer adds: a row whose values fall outside the fixed-point range is added
+  // and then subtracted again (level_body.inl), exactly, whatever it held.
+  static I iadd(I a, I b) { return static_cast<I>(static_cast<std::uint32_t>(a) + static_cast<std::uint32_t>(b)); }
+  static I isub(I a, I b) { return static_cast<I>(static_cast<std::uint32_t>(a) - static_cast<std::uint32_t>(b)); }
+  // Values beyond int32 (and NaN) give INT32_MIN, as cvtps2dq does: never undefined.
+  static I to_fixed(F x) {
+    const float scaled = x * 16777216.0f;
+    return std::abs(scaled) < 2147483648.0f ? static_cast<std::int32_t>(scaled) : INT32_MIN;
+  }
+  // The raw bits of kLanes 16-bit values, for range checks (hbits_clear: no lane has a bit of `mask` set).
+  using H = std::uint16_t;
+  static H hzero() { return 0; }
+  static H hload(const std::uint16_t* p) { return *p; }
+  static H hor(H a, H b) { return static_cast<H>(a | b); }
+  static bool hbits_clear(H x, std::uint16_t mask) { return (x & mask) == 0; }
+  static F half_of(H x) { return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(x)); }
   // halving(x): the lanes of x reduced by halving (lane l plus lane l + kDLanes / 2, ...); isum(x): the lanes'
   // sum in int64 (exact, any order).
   static double halving(D x) { return x; }
@@ -209,6 +226,15 @@ struct V {
   static I iload(const std::int32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
   static void istore(std::int32_t* p, I x) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), x); }
   static I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
+  static I isub(I a, I b) { return _mm256_sub_epi32(a, b); }
+  using H = __m128i;
+  static H hzero() { return _mm_setzero_si128(); }
+  static H hload(const std::uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+  static H hor(H a, H b) { return _mm_or_si128(a, b); }
+  static bool hbits_clear(H x, std::uint16_t mask) {
+    return _mm_testz_si128(x, _mm_set1_epi16(static_cast<short>(mask))) != 0;
+  }
+  static F half_of(H x) { return _mm256_cvtph_ps(x); }
   // x 2^24 by adding 24 to the exponent field (an integer add: zeros become +-2^-103, which convert to 0)
   static I to_fixed(F x) {
     return _mm256_cvtps_epi32(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(24 << 23))));
@@ -341,6 +367,15 @@ struct V {
   static I iload(const std::int32_t* p) { return _mm512_loadu_si512(p); }
   static void istore(std::int32_t* p, I x) { _mm512_storeu_si512(p, x); }
   static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
+  static I isub(I a, I b) { return _mm512_sub_epi32(a, b); }
+  using H = __m256i;
+  static H hzero() { return _mm256_setzero_si256(); }
+  static H hload(const std::uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static H hor(H a, H b) { return _mm256_or_si256(a, b); }
+  static bool hbits_clear(H x, std::uint16_t mask) {
+    return _mm256_testz_si256(x, _mm256_set1_epi16(static_cast<short>(mask))) != 0;
+  }
+  static F half_of(H x) { return _mm512_cvtph_ps(x); }
   static I to_fixed(F x) {
     return _mm512_cvtps_epi32(_mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(24 << 23))));
   }
