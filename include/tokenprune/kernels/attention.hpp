@@ -42,22 +42,23 @@ class AttentionAccumulator {
  public:
   void reserve(index_t n) {
     partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8)));
-    fixed_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 8)));
-    block_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 8)));
+    fixed_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 16)));
+    block_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 16)));
   }
 
   // Starts a pass over n tokens and `heads` heads.
   void begin(index_t n, index_t heads) {
     n_ = n;
-    stride_ = padded(n, 8);
+    stride_ = padded(n, 8);        // doubles
+    narrow_stride_ = padded(n, 16);  // 4-byte elements: the same whole lines plus a spare line
     groups_ = head_groups(heads);
     partial_.assign(static_cast<std::size_t>(2 * groups_ * stride_), 0.0);
     // fp16 rows may take the exact fixed-point path when every double sum of the definition is exact too: at most
     // 8192 fp16 values per column sum (a group's heads times n) and per row (level_body.inl, attention_rows_half).
     const index_t group_heads = (heads + groups_ - 1) / std::max<index_t>(groups_, 1);
     fixed_ok_ = n <= 4064 && group_heads * n <= 8192;
-    fixed_.assign(fixed_ok_ ? static_cast<std::size_t>(groups_ * stride_) : 0, 0);
-    block_.assign(static_cast<std::size_t>(groups_ * stride_), 0.0f);
+    fixed_.assign(fixed_ok_ ? static_cast<std::size_t>(groups_ * narrow_stride_) : 0, 0);
+    block_.assign(static_cast<std::size_t>(groups_ * narrow_stride_), 0.0f);
   }
 
   // Adds query rows [i, i + count) (n values each, row stride `stride` elements) of a head in `group`; a head's
@@ -75,10 +76,11 @@ class AttentionAccumulator {
       const index_t m = std::min(kChunk, count - r0);
       const T* first = rows + r0 * stride;
       if constexpr (std::same_as<T, float>) {
-        kernels.attention_rows(first, m, stride, n_, i + r0, n_, block_.data() + group * stride_, received, totals);
+        kernels.attention_rows(first, m, stride, n_, i + r0, n_, block_.data() + group * narrow_stride_, received,
+                               totals);
       } else if constexpr (std::same_as<T, Eigen::half>) {  // widened on the way, no row buffer
         kernels.attention_rows_half(reinterpret_cast<const std::uint16_t*>(first), m, stride, n_, received, totals,
-                                    fixed_ok_ ? fixed_.data() + group * stride_ : nullptr);
+                                    fixed_ok_ ? fixed_.data() + group * narrow_stride_ : nullptr);
       } else {
         kernels.attention_rows_bf16(reinterpret_cast<const std::uint16_t*>(first), m, stride, n_, received, totals);
       }
@@ -115,11 +117,11 @@ class AttentionAccumulator {
   }
 
  private:
-  index_t n_ = 0, stride_ = 0, groups_ = 0;
+  index_t n_ = 0, stride_ = 0, narrow_stride_ = 0, groups_ = 0;
   bool fixed_ok_ = false;
   std::vector<double> partial_;  // per group: n received sums, then n given sums, each at stride_
-  std::vector<std::int32_t> fixed_;  // per group: n int32 column sums of the fp16 fixed-point path, at stride_
-  std::vector<float> block_;  // per group: n fp32 column sums of the open block of fp32 rows, at stride_
+  std::vector<std::int32_t> fixed_;  // per group: n int32 column sums of the fp16 fixed-point path, at narrow_stride_
+  std::vector<float> block_;  // per group: n fp32 column sums of the open block of fp32 rows, at narrow_stride_
 };
 
 // received[j] = sum over heads and queries of A[h][i][j]; given[i] = sum over heads and keys of A[h][i][j].
