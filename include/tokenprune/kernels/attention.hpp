@@ -70,7 +70,7 @@ class AttentionAccumulator {
                                  const KernelTable& kernels) {
     double* received = partial_.data() + 2 * group * stride_;
     double* given = received + stride_;
-    constexpr index_t kChunk = 256;  // rows per kernel call (the fp16 fixed-point path flushes every 127 rows)
+    constexpr index_t kChunk = 256;  // rows per kernel call (the fp16 fixed-point path flushes every 62 rows)
     double totals[kChunk];
     for (index_t r0 = 0; r0 < count; r0 += kChunk) {
       const index_t m = std::min(kChunk, count - r0);
