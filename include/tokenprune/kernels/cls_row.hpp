@@ -15,6 +15,7 @@
 
 #include <tokenprune/core/error.hpp>
 #include <tokenprune/core/views.hpp>
+#include <tokenprune/kernels/convert.hpp>
 
 #include <algorithm>
 #include <bit>
@@ -44,10 +45,7 @@ void cls_row_sums(const ConstRowMap<T>& cls, std::span<double> sums, const char*
   // input pays for the rescan that names its first bad element. (One pass over the input instead of two.)
   double* out = sums.data();
   std::fill(out, out + n, 0.0);
-  for (index_t h = 0; h < heads; ++h) {
-    const T* row = cls.row(h).data();
-    for (index_t j = 0; j < n; ++j) out[j] += static_cast<double>(static_cast<float>(row[j]));
-  }
+  for (index_t h = 0; h < heads; ++h) accumulate(cls.row(h).data(), n, out);  // at the active level
   // The exponent fields of the sums, OR-ed in integer lanes (vectorizes at the baseline; no floating-point flag
   // can fold it away): all ones for NaN/Inf.
   constexpr std::uint64_t kExponent = 0x7ff0000000000000u;

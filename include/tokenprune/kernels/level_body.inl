@@ -481,6 +481,52 @@ inline void attention_rows_bf16(const std::uint16_t* rows, index_t count, index_
   attention_rows_of<AttentionBf16>(rows, count, stride, n, received, totals);
 }
 
+// ------------------------------------------------------------------------------------ element-wise passes
+// acc[j] += double(x[j]): one add per element, so any vector width gives the same bits ([CLS] head sums, VisionZip's
+// key means and merged tokens).
+struct WidenFp32 {
+  static void widen(const float* p, typename V::D* out) { V::load_double(p, out); }
+  static double scalar(const float* p) { return static_cast<double>(*p); }
+};
+template <class Load, class E>
+inline void accumulate_of(const E* x, index_t n, double* acc) {
+  constexpr int FL = V::kLanes, DL = V::kDLanes;
+  index_t j = 0;
+  for (; j + FL <= n; j += FL) {
+    typename V::D w[FL / DL];
+    Load::widen(x + j, w);
+    for (int q = 0; q < FL / DL; ++q) V::dstore(acc + j + q * DL, V::dadd(V::dload(acc + j + q * DL), w[q]));
+  }
+  for (; j < n; ++j) acc[j] += Load::scalar(x + j);
+}
+inline void accumulate(const float* x, index_t n, double* acc) { accumulate_of<WidenFp32>(x, n, acc); }
+inline void accumulate_half(const std::uint16_t* x, index_t n, double* acc) { accumulate_of<AttentionHalf>(x, n, acc); }
+inline void accumulate_bf16(const std::uint16_t* x, index_t n, double* acc) { accumulate_of<AttentionBf16>(x, n, acc); }
+
+// True when none of p[0, n) is NaN or Inf (exponent field all ones). Integer lanes OR-ed, which the compiler
+// vectorizes at the level's width, and which no floating-point flag (-ffast-math, -ffinite-math-only) can fold
+// away (Eigen's allFinite() stayed scalar: 0.33 ms per 577 x 1024 against 0.048 ms for a copy).
+inline bool all_finite(const float* p, index_t n) {
+  constexpr int kLanes = 16;
+  constexpr std::uint32_t kExponent = 0x7f800000u;
+  std::uint32_t lanes[kLanes] = {};
+  index_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      std::uint32_t bits;
+      std::memcpy(&bits, p + j + l, sizeof bits);
+      lanes[l] |= (bits & kExponent) == kExponent;
+    }
+  std::uint32_t any = 0;
+  for (; j < n; ++j) {
+    std::uint32_t bits;
+    std::memcpy(&bits, p + j, sizeof bits);
+    any |= (bits & kExponent) == kExponent;
+  }
+  for (int l = 0; l < kLanes; ++l) any |= lanes[l];
+  return any == 0;
+}
+
 // ------------------------------------------------------------------------------------------ row hashing
 // A hash of a row's values (+0 and -0 alike) for grouping identical tokens: 64 independent FNV-style 32-bit
 // lanes (element j in lane j mod 64: the multiply's latency spread over several vector chains), folded into
@@ -539,6 +585,10 @@ inline const KernelTable& table() {
                                        .attention_rows = &attention_rows,
                                        .attention_rows_half = &attention_rows_half,
                                        .attention_rows_bf16 = &attention_rows_bf16,
+                                       .accumulate = &accumulate,
+                                       .accumulate_half = &accumulate_half,
+                                       .accumulate_bf16 = &accumulate_bf16,
+                                       .all_finite = &all_finite,
                                        .widen_half = &widen_half,
                                        .widen_bf16 = &widen_bf16,
                                        .pack_panel = &pack_panel,

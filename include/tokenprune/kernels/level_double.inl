@@ -110,11 +110,43 @@ inline void evs_done(const EvsSums& s, const float* a, const float* b, index_t f
   }
   evs_finish<kWithB>(nl, dl, a, b, full, d, dot, norm);
 }
+// AVX-512: the 8 lanes are one zmm, so a row needs two accumulators and four rows run at once (eight add
+// chains in flight): half the operations of the two-ymm form (EVS 16 x 576 x 1280: 3.9 ms before).
+typedef double EvsWide __attribute__((vector_size(kEvsLanes * sizeof(double))));
+template <bool kWithB>
+inline void evs_rows_wide(const float* const* a, const float* const* b, index_t d, double* dot, double* norm) {
+  constexpr int R = 4;
+  const index_t full = d - d % kEvsLanes;
+  EvsWide n[R] = {}, t[R] = {};
+  for (index_t j = 0; j < full; j += kEvsLanes)
+    for (int r = 0; r < R; ++r) {
+      const float* x = a[r] + j;
+      const EvsWide xv = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]};  // one vcvtps2pd
+      const EvsWide xx = xv * xv;
+      n[r] += xx;
+      if constexpr (kWithB) {
+        const float* y = b[r] + j;
+        const EvsWide yv = {y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]};
+        const EvsWide xy = xv * yv;
+        t[r] += xy;
+      }
+    }
+  for (int r = 0; r < R; ++r) {
+    double nl[kEvsLanes], dl[kEvsLanes];
+    for (int l = 0; l < kEvsLanes; ++l) {
+      nl[l] = n[r][l];
+      dl[l] = t[r][l];
+    }
+    evs_finish<kWithB>(nl, dl, a[r], kWithB ? b[r] : nullptr, full, d, dot + r, norm + r);
+  }
+}
 template <bool kWithB>
 inline void evs_rows(const float* const* a, const float* const* b, index_t count, index_t d, double* dot,
                      double* norm) {
   const index_t full = d - d % kEvsLanes;
   index_t r = 0;
+  if constexpr (V::kLanes >= 16)
+    for (; r + 4 <= count; r += 4) evs_rows_wide<kWithB>(a + r, kWithB ? b + r : nullptr, d, dot + r, norm + r);
   for (; r + 2 <= count; r += 2) {
     const float *a0 = a[r], *a1 = a[r + 1];
     const float *b0 = kWithB ? b[r] : nullptr, *b1 = kWithB ? b[r + 1] : nullptr;

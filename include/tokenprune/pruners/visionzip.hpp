@@ -144,7 +144,7 @@ class VisionZip {
     unit_.reserve(rows * static_cast<std::size_t>(key_dim));
     if (config_.key_heads > 1) mean_keys_.reserve(rows * static_cast<std::size_t>(key_dim / config_.key_heads));
     row_.reserve(static_cast<std::size_t>(std::max({max_tokens, dim, key_dim, index_t{1}})));
-    accumulator_.reserve(static_cast<std::size_t>(dim));
+    accumulator_.reserve(static_cast<std::size_t>(std::max(dim, key_dim)));  // merged sums and key means
     merged_.reserve(n * static_cast<std::size_t>(dim));
     executor_.warm_up();
   }
@@ -231,7 +231,12 @@ class VisionZip {
     unit_keys(inputs.keys, n, dk);
     visit_dtype(inputs.hidden_states.dtype(), [&]<class T>(T) {
       const ConstRowMap<T> x = inputs.hidden_states.as<T>();
-      for (index_t i = 0; i <= n; ++i) kernels::load_row(x, i, row_.data(), "hidden_states");
+      for (index_t i = 0; i <= n; ++i) {
+        if constexpr (std::same_as<T, float>) {  // checked in place; a copy only to name a bad element
+          if (kernels::all_finite(x.row(i).data(), x.cols())) continue;
+        }
+        kernels::load_row(x, i, row_.data(), "hidden_states");
+      }
     });
 
     // 2. Dominant patches: the D - 1 best scores; keep = {0} U {p + 1}, ascending.
@@ -315,14 +320,15 @@ class VisionZip {
       mean_keys_.resize(static_cast<std::size_t>(rows * dk));
       visit_dtype(keys.dtype(), [&]<class T>(T) {
         const ConstRowMap<T> x = keys.as<T>();
+        accumulator_.resize(std::max(accumulator_.size(), static_cast<std::size_t>(dk)));
         for (index_t i = 0; i < rows; ++i) {
           kernels::load_row(x, i, row_.data(), "keys");
           float* mean = mean_keys_.data() + static_cast<std::size_t>(i * dk);
-          for (index_t e = 0; e < dk; ++e) {
-            double total = 0.0;
-            for (index_t h = 0; h < key_heads; ++h) total += static_cast<double>(row_[static_cast<std::size_t>(h * dk + e)]);
-            mean[e] = static_cast<float>(total / static_cast<double>(key_heads));
-          }
+          std::fill_n(accumulator_.begin(), dk, 0.0);
+          for (index_t h = 0; h < key_heads; ++h)  // each element's total adds the heads in order
+            kernels::accumulate(row_.data() + h * dk, dk, accumulator_.data());
+          for (index_t e = 0; e < dk; ++e)
+            mean[e] = static_cast<float>(accumulator_[static_cast<std::size_t>(e)] / static_cast<double>(key_heads));
         }
       });
       const ConstRowMap<float> mean(mean_keys_.data(), rows, dk, Eigen::OuterStride<>(dk));
@@ -364,10 +370,8 @@ class VisionZip {
       for (index_t k = 0; k < c; ++k) {
         std::fill(accumulator_.begin(), accumulator_.end(), 0.0);
         const index_t first = member_start_[static_cast<std::size_t>(k)], last = member_start_[static_cast<std::size_t>(k + 1)];
-        for (index_t q = first; q < last; ++q) {
-          const float* xj = read(members_[static_cast<std::size_t>(q)]);
-          for (index_t e = 0; e < d; ++e) accumulator_[static_cast<std::size_t>(e)] += static_cast<double>(xj[e]);
-        }
+        for (index_t q = first; q < last; ++q)  // element-wise, members in order: the same bits at every level
+          kernels::accumulate(x.row(members_[static_cast<std::size_t>(q)]).data(), d, accumulator_.data());
         const auto count = static_cast<double>(std::max<index_t>(1, last - first));
         const float* xt = read(targets_[static_cast<std::size_t>(k)]);
         float* row = out + k * stride;
