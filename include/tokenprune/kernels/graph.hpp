@@ -593,9 +593,18 @@ class TiledGraph {
   }
 
   // A finished tile of the build (rows i0.., columns j0.., after the edge rule), on the thread that computed it.
+  // An off-diagonal tile without an edge is skipped: its entries would add +0 to lanes and degrees that are never
+  // -0, which changes no bit (sparse video graphs: most tiles).
   void built_tile(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, const double* multiplicity) {
-    finish_tile(tile, i0, j0, h, w, ld, multiplicity, true);
-    kernels_->count_rows(tile, ld, h, w, counts_.data() + j0);  // tile (p, q)'s row counts at q kTile + row
+    std::uint32_t* counts = counts_.data() + j0;  // tile (p, q)'s row counts at q kTile + row
+    if (i0 == j0) {
+      finish_tile(tile, i0, j0, h, w, ld, multiplicity, true);  // zeros above the diagonal before counting
+      kernels_->count_rows(tile, ld, h, w, counts);
+      return;
+    }
+    kernels_->count_rows(tile, ld, h, w, counts);
+    if (std::any_of(counts, counts + h, [](std::uint32_t c) { return c != 0; }))
+      finish_tile(tile, i0, j0, h, w, ld, multiplicity, true);
   }
 
   // After each panel of the build (rows [i0, i1), `ld` floats a row, columns 0 .. i1 - 1): neighbour statistics
@@ -638,7 +647,13 @@ class TiledGraph {
     const index_t blocks = (h + tiles::kRowsPerTask - 1) / tiles::kRowsPerTask;
     executor_->for_each(blocks, [&](index_t b, int) {
       const index_t r0 = b * tiles::kRowsPerTask, r1 = std::min(h, r0 + tiles::kRowsPerTask);
-      kernels_->direct(panel + r0 * ld, ld, r1 - r0, i1, multiplicity, lanes(i0 + r0), deg_.data() + i0 + r0);
+      // Tile by tile in column order, empty ones skipped (kTile is a multiple of 4: each column keeps its lane).
+      for (index_t q = 0; q <= p; ++q) {
+        if (q < p && tiles_[first + static_cast<std::size_t>(q)].kind == Kind::empty) continue;
+        const index_t c0 = q * kTile;
+        kernels_->direct(panel + r0 * ld + c0, ld, r1 - r0, std::min(kTile, i1 - c0), multiplicity + c0,
+                         lanes(i0 + r0), deg_.data() + i0 + r0);
+      }
       if (store)
         for (index_t q = 0; q <= p; ++q) write_rows(tiles_[first + static_cast<std::size_t>(q)], panel, ld, q, r0, r1, h);
     });
