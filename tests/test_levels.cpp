@@ -3,6 +3,7 @@
 // the CPU lacks cannot run here; CI runs on x86 machines with at least AVX2, where two levels are compared.
 
 #include "catch.hpp"
+#include "isa_levels.hpp"
 #include "synthetic.hpp"
 
 #include <tokenprune/tokenprune.hpp>
@@ -23,18 +24,8 @@ using namespace tokenprune;
 
 namespace {
 
-std::vector<Isa> levels() {
-  std::vector<Isa> out;
-  for (Isa isa : kAllIsas)
-    if (isa_supported(isa)) out.push_back(isa);
-  return out;
-}
-
-// Restores the level the suite started with.
-struct IsaGuard {
-  Isa saved = active_isa();
-  ~IsaGuard() { set_isa(saved); }
-};
+using tokenprune::testing::IsaGuard;
+std::vector<Isa> levels() { return tokenprune::testing::supported_levels(); }
 
 std::vector<float> normal_values(std::size_t count, unsigned seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
