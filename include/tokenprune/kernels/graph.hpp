@@ -19,6 +19,7 @@
 #include <tokenprune/kernels/parallel.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -43,14 +44,16 @@ struct EdgeRule {
   // tile only j <= i). The diagonal is set from the definition, not from rounding: s_ii = |u_i|^2 with
   // u_i = x_i / max(w_i, 1e-12), i.e. exactly 1 for w_i >= 1e-12 (tau = 1 must keep the self-edge), (w_i/1e-12)^2
   // below that, and 0 for a zero token, which therefore has no neighbour at all.
+  // With `counts`, counts[a] = the edges (weights > 0) of row a of the tile.
   void apply(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, std::span<const float> norms,
-             const KernelTable& kernels) const {
+             const KernelTable& kernels, std::uint32_t* counts = nullptr) const {
     const float max_logit = 1.0f / temperature;
     for (index_t a = 0; a < h; ++a) {
       const index_t i = i0 + a;
       const index_t width = i0 == j0 ? a + 1 : w;
       if (i0 == j0) tile[a * ld + a] = self_similarity(norms[static_cast<std::size_t>(i)]);
-      kernels.edge_weights(tile + a * ld, width, threshold, temperature, max_logit);
+      const std::uint32_t edges = kernels.edge_weights(tile + a * ld, width, threshold, temperature, max_logit);
+      if (counts != nullptr) counts[a] = edges;
     }
   }
 };
@@ -235,17 +238,16 @@ inline constexpr index_t kRowsPerTask = 16;
 //   deg (if not null) += sum_t [e_rt > 0] x_t.
 // transposed: the same block seen from its columns: lanes of column c += e_rc x_r (lane r mod 4, ascending r);
 //   deg[c] (if not null) += sum_r [e_rc > 0] x_r.
-// Compressed tiles: start[r] .. start[r + 1] are row r's entries (weights w, 16-bit columns col, ascending); the
-// transposed form skips the self entry of a diagonal tile (counted once, as a direct entry).
+// Compressed tiles: start[r] .. start[r + 1] are row r's entries (weights w > 0, 16-bit columns col, ascending);
+// the transposed form skips the self entry of a diagonal tile (counted once, as a direct entry).
 struct TileKernels {
   void (*direct)(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc, double* deg);
   void (*transposed)(const float* e, index_t ld, index_t rows, index_t cols, const double* x, double* acc, double* deg);
   void (*direct_sparse)(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t r0, index_t r1,
-                        const double* x, double* acc);
+                        const double* x, double* acc, double* deg);
   void (*transposed_sparse)(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t rows,
-                            bool diagonal, const double* x, double* acc);
-  // counts[r] = entries > 0 of row r (h rows of w, stride ld); compress: row's entries > 0 and their columns.
-  void (*count_rows)(const float* e, index_t ld, index_t h, index_t w, std::uint32_t* counts);
+                            bool diagonal, const double* x, double* acc, double* deg);
+  // The row's entries > 0 and their columns; returns their number.
   std::uint32_t (*compress)(const float* row, index_t w, float* weights, std::uint16_t* col);
 };
 
@@ -278,18 +280,21 @@ struct TileKernels {
     }                                                                                                               \
   }                                                                                                                 \
   inline void direct_sparse(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t r0,      \
-                            index_t r1, const double* x, double* acc) {                                             \
+                            index_t r1, const double* x, double* acc, double* deg) {                                \
     for (index_t r = r0; r < r1; ++r) {                                                                             \
+      if (start[r] == start[r + 1]) continue;                                                                       \
       double lanes[4] = {acc[4 * r], acc[4 * r + 1], acc[4 * r + 2], acc[4 * r + 3]};                               \
       for (std::uint32_t t = start[r]; t < start[r + 1]; ++t) {                                                     \
         const unsigned c = col[t];                                                                                  \
         lanes[c & 3] = std::fma(static_cast<double>(w[t]), x[c], lanes[c & 3]);                                     \
       }                                                                                                             \
       for (int l = 0; l < 4; ++l) acc[4 * r + l] = lanes[l];                                                        \
+      if (deg != nullptr) /* every stored entry is an edge */                                                       \
+        for (std::uint32_t t = start[r]; t < start[r + 1]; ++t) deg[r] += x[col[t]];                                \
     }                                                                                                               \
   }                                                                                                                 \
   inline void transposed_sparse(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t rows, \
-                                bool diagonal, const double* x, double* acc) {                                      \
+                                bool diagonal, const double* x, double* acc, double* deg) {                         \
     for (index_t r = 0; r < rows; ++r) {                                                                            \
       const double xr = x[r];                                                                                       \
       const index_t lane = r & 3;                                                                                   \
@@ -299,6 +304,8 @@ struct TileKernels {
         const std::size_t slot = 4 * static_cast<std::size_t>(col[t]) + static_cast<std::size_t>(lane);           \
         acc[slot] = std::fma(static_cast<double>(w[t]), xr, acc[slot]);                                             \
       }                                                                                                             \
+      if (deg != nullptr)                                                                                           \
+        for (std::uint32_t t = start[r]; t < end; ++t) deg[col[t]] += xr;                                           \
     }                                                                                                               \
   }                                                                                                                 \
   inline std::uint32_t compress_range(const float* row, index_t c0, index_t c1, float* weights, std::uint16_t* col,  \
@@ -320,18 +327,11 @@ inline void transposed(const float* e, index_t ld, index_t rows, index_t cols, c
                        double* deg) {
   transposed_range(e, ld, 0, rows, 0, cols, x, acc, deg);
 }
-inline void count_rows(const float* e, index_t ld, index_t h, index_t w, std::uint32_t* counts) {
-  for (index_t r = 0; r < h; ++r) {
-    std::uint32_t count = 0;
-    for (index_t c = 0; c < w; ++c) count += e[r * ld + c] > 0.0f ? 1u : 0u;
-    counts[r] = count;
-  }
-}
 inline std::uint32_t compress(const float* row, index_t w, float* weights, std::uint16_t* col) {
   return compress_range(row, 0, w, weights, col, 0);
 }
 inline const TileKernels& table() {
-  static constexpr TileKernels kernels{&direct, &transposed, &direct_sparse, &transposed_sparse, &count_rows, &compress};
+  static constexpr TileKernels kernels{&direct, &transposed, &direct_sparse, &transposed_sparse, &compress};
   return kernels;
 }
 }  // namespace tiles_portable
@@ -480,19 +480,44 @@ inline void transposed(const float* e, index_t ld, index_t rows, index_t cols, c
     transposed_impl<false>(e, ld, rows, cols, x, acc, deg);
   }
 }
-// Masks of 8 entries > 0 (data movement and counting only).
-inline void count_rows(const float* e, index_t ld, index_t h, index_t w, std::uint32_t* counts) {
-  const index_t w8 = w & ~index_t{7};
-  const __m256 zero = _mm256_setzero_ps();
-  for (index_t r = 0; r < h; ++r) {
-    const float* row = e + r * ld;
-    int count = 0;
-    for (index_t c = 0; c < w8; c += 8)
-      count += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row + c), zero, _CMP_GT_OQ))));
-    for (index_t c = w8; c < w; ++c) count += row[c] > 0.0f ? 1 : 0;
-    counts[r] = static_cast<std::uint32_t>(count);
+// Compressed rows, four at a time: a row's four lanes are one ymm, and an entry of column c updates lane c mod 4
+// alone (its weight in that lane, +0 in the others, which adds nothing). The four rows' chains interleave, so a
+// row whose entries all fall in one lane (a video token's counterparts in other frames: columns 512 apart) no
+// longer waits on one chain of fmas through memory.
+inline void direct_sparse_rows(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t r0,
+                               index_t r1, const double* x, double* acc, double* deg) {
+  alignas(32) static constexpr std::uint64_t kLaneBits[4][4] = {
+      {~0ull, 0, 0, 0}, {0, ~0ull, 0, 0}, {0, 0, ~0ull, 0}, {0, 0, 0, ~0ull}};
+  const auto update = [&](__m256d a, std::uint32_t t) {
+    const unsigned c = col[t];
+    const __m256d lane = _mm256_load_pd(reinterpret_cast<const double*>(kLaneBits[c & 3]));
+    const __m256d weight = _mm256_and_pd(_mm256_set1_pd(static_cast<double>(w[t])), lane);
+    return _mm256_fmadd_pd(weight, _mm256_set1_pd(x[c]), a);
+  };
+  index_t r = r0;
+  for (; r + 4 <= r1; r += 4) {
+    __m256d a[4];
+    std::uint32_t t[4], end[4], common = ~0u;
+    for (int k = 0; k < 4; ++k) {
+      a[k] = _mm256_loadu_pd(acc + 4 * (r + k));
+      t[k] = start[r + k];
+      end[k] = start[r + k + 1];
+      common = std::min(common, end[k] - t[k]);
+    }
+    for (std::uint32_t i = 0; i < common; ++i)
+      for (int k = 0; k < 4; ++k) a[k] = update(a[k], t[k] + i);
+    for (int k = 0; k < 4; ++k) {
+      for (std::uint32_t u = t[k] + common; u < end[k]; ++u) a[k] = update(a[k], u);
+      _mm256_storeu_pd(acc + 4 * (r + k), a[k]);
+    }
   }
+  direct_sparse(start, w, col, r, r1, x, acc, nullptr);
+  if (deg != nullptr)  // integer counts: any order
+    for (index_t q = r0; q < r1; ++q)
+      for (std::uint32_t u = start[q]; u < start[q + 1]; ++u) deg[q] += x[col[u]];
 }
+
+// Masks of 8 entries > 0 (data movement only).
 inline std::uint32_t compress(const float* row, index_t w, float* weights, std::uint16_t* col) {
   const index_t w8 = w & ~index_t{7};
   const __m256 zero = _mm256_setzero_ps();
@@ -515,7 +540,7 @@ inline std::uint32_t compress(const float* row, index_t w, float* weights, std::
   return compress_range(row, w8, w, weights, col, k);
 }
 inline const TileKernels& table() {
-  static constexpr TileKernels kernels{&direct, &transposed, &direct_sparse, &transposed_sparse, &count_rows, &compress};
+  static constexpr TileKernels kernels{&direct, &transposed, &direct_sparse_rows, &transposed_sparse, &compress};
   return kernels;
 }
 }  // namespace tiles_avx2
@@ -524,11 +549,56 @@ inline const TileKernels& table() {
 #else
 #pragma GCC pop_options
 #endif
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt,bmi"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,popcnt,bmi")
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on its own _mm256_undefined_* in the intrinsics
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+// AVX-512: the AVX2 passes, and compression with masks (a stored tile is compressed while it is in cache, so
+// this one is not memory-bound). Register compression and masked stores: nothing is written past an entry.
+namespace tiles_avx512 {
+inline std::uint32_t compress(const float* row, index_t w, float* weights, std::uint16_t* col) {
+  const index_t w16 = w & ~index_t{15};
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  std::uint32_t k = 0;
+  for (index_t c = 0; c < w16; c += 16) {
+    const __m512 v = _mm512_loadu_ps(row + c);
+    const __mmask16 mask = _mm512_cmp_ps_mask(v, zero, _CMP_GT_OQ);
+    if (mask == 0) continue;
+    const auto count = static_cast<unsigned>(__builtin_popcount(mask));
+    const auto first = static_cast<__mmask16>((1u << count) - 1u);
+    _mm512_mask_storeu_ps(weights + k, first, _mm512_maskz_compress_ps(mask, v));
+    const __m512i columns = _mm512_maskz_compress_epi32(mask, _mm512_add_epi32(iota, _mm512_set1_epi32(static_cast<int>(c))));
+    _mm256_mask_storeu_epi16(col + k, first, _mm512_cvtepi32_epi16(columns));
+    k += count;
+  }
+  return tiles_avx2::compress_range(row, w16, w, weights, col, k);
+}
+inline const TileKernels& table() {
+  static constexpr TileKernels kernels{&tiles_avx2::direct, &tiles_avx2::transposed, &tiles_avx2::direct_sparse_rows,
+                                       &tiles_avx2::transposed_sparse, &compress};
+  return kernels;
+}
+}  // namespace tiles_avx512
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC diagnostic pop
+#pragma GCC pop_options
+#endif
 #endif  // TOKENPRUNE_X86_DISPATCH
 #undef TOKENPRUNE_TILE_SCALAR_KERNELS
 
 inline const TileKernels& tile_kernels(Isa isa) {
 #if TOKENPRUNE_X86_DISPATCH
+  if (isa == Isa::avx512) return tiles_avx512::table();
   if (isa != Isa::portable) return tiles_avx2::table();
 #else
   (void)isa;
@@ -542,16 +612,23 @@ inline const TileKernels& tile_kernels(Isa isa) {
 struct GraphStorage {
   index_t panels = 0;         // row panels of kTile rows
   index_t stored_panels = 0;  // the others are recomputed at every propagation step
+  index_t reserved_panels = 0;  // of the stored ones: stored as their tiles were computed (they fit at worst)
   index_t empty_tiles = 0, sparse_tiles = 0, dense_tiles = 0;  // tiles of the stored panels
   std::size_t bytes = 0;      // stored bytes (tiles and their row starts)
   std::size_t edges = 0;      // edges j <= i of the whole graph (stored or not)
 };
 
 // The lower triangle of E in tiles, within a byte budget (see the section comment above). Use: begin(), then
-// the Gram of the whole triangle panel by panel with built_tile() on each finished tile (after the edge rule,
-// on its thread) and built_panel() after each panel; finish_stats(); then per propagation step start_pass(),
-// for each panel either stored_panel() or (Gram of that panel again) recomputed_tile() and recomputed_panel(),
-// and row_total().
+// the Gram of the whole triangle panel by panel with the edge rule writing each finished tile's row counts to
+// row_counts(j0), built_tile() on the tile (on its thread) and built_panel() after each panel; finish_stats();
+// then per propagation step start_pass(), stored_pass(), for each later panel (Gram of that panel again)
+// recomputed_tile() and recomputed_panel(), and row_total().
+//
+// A panel that the budget left can hold even with every tile dense ("reserved") is stored by the threads that
+// computed its tiles, while each tile is still in cache, and its statistics wait: one pass over the stored tiles
+// adds them (flush_stats(), before the first panel that is not reserved, or at the end). The lanes then receive
+// the same chains in the same order as when each panel adds its own at once, which the other panels still do
+// (their tiles' transposed parts in built_tile(), their direct parts from the panel buffer in built_panel()).
 class TiledGraph {
  public:
   static index_t panels_of(index_t nodes) { return (nodes + kTile - 1) / kTile; }
@@ -590,41 +667,51 @@ class TiledGraph {
     deg_.assign(static_cast<std::size_t>(nodes), 0.0);
     storage_ = GraphStorage{};
     storage_.panels = static_cast<index_t>(panels);
+    deferred_ = 0;
+    reserved_ = fits_worst_panel(0);
   }
 
-  // A finished tile of the build (rows i0.., columns j0.., after the edge rule), on the thread that computed it.
-  // An off-diagonal tile without an edge is skipped: its entries would add +0 to lanes and degrees that are never
-  // -0, which changes no bit (sparse video graphs: most tiles).
+  // Where the edge rule writes the edge count of each row of tile (p, j0 / kTile) of the panel being built.
+  [[nodiscard]] std::uint32_t* row_counts(index_t j0) { return counts_.data() + j0; }
+
+  // A finished tile of the build (rows i0.., columns j0.., after the edge rule and its row counts), on the
+  // thread that computed it. In a panel that is not reserved, an off-diagonal tile without an edge is skipped: its
+  // entries would add +0 to lanes and degrees that are never -0, which changes no bit (sparse video graphs: most
+  // tiles).
   void built_tile(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, const double* multiplicity) {
-    std::uint32_t* counts = counts_.data() + j0;  // tile (p, q)'s row counts at q kTile + row
-    if (i0 == j0) {
-      finish_tile(tile, i0, j0, h, w, ld, multiplicity, true);  // zeros above the diagonal before counting
-      kernels_->count_rows(tile, ld, h, w, counts);
+    if (reserved_) {
+      store_tile(tile, i0 / kTile, j0 / kTile, h, w, ld);
       return;
     }
-    kernels_->count_rows(tile, ld, h, w, counts);
-    if (std::any_of(counts, counts + h, [](std::uint32_t c) { return c != 0; }))
+    const std::uint32_t* counts = counts_.data() + j0;
+    if (i0 == j0 || std::any_of(counts, counts + h, [](std::uint32_t c) { return c != 0; }))
       finish_tile(tile, i0, j0, h, w, ld, multiplicity, true);
   }
 
-  // After each panel of the build (rows [i0, i1), `ld` floats a row, columns 0 .. i1 - 1): neighbour statistics
-  // of its rows, and the panel stored if it fits in what is left of the budget.
+  // After each panel of the build (rows [i0, i1), `ld` floats a row, columns 0 .. i1 - 1). A reserved panel is
+  // already stored; any other adds its neighbour statistics now and is stored if it fits in what is left of the
+  // budget.
   void built_panel(float* panel, index_t i0, index_t i1, index_t ld, const double* multiplicity) {
     const index_t p = i0 / kTile, h = i1 - i0;
     const std::size_t first = tile_index(p, 0);
+    multiplicity_ = multiplicity;
+    if (reserved_) {
+      for (index_t q = 0; q <= p; ++q) count_stored(tiles_[first + static_cast<std::size_t>(q)]);
+      ++storage_.stored_panels;
+      ++storage_.reserved_panels;
+      ++deferred_;
+      storage_.bytes = used_;
+      reserved_ = fits_worst_panel(p + 1);
+      if (!reserved_ && p + 1 < storage_.panels) flush_stats();
+      return;
+    }
     std::size_t bytes = 0;
     for (index_t q = 0; q <= p; ++q) {
       Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
-      const index_t w = std::min(kTile, nodes_ - q * kTile);
-      std::size_t edges = 0;
-      for (index_t a = 0; a < h; ++a) edges += counts_[static_cast<std::size_t>(q * kTile + a)];
-      storage_.edges += edges;
-      const std::size_t sparse = sparse_bytes(static_cast<std::size_t>(h), edges);
-      const std::size_t dense = 4 * static_cast<std::size_t>(h) * static_cast<std::size_t>(w);
-      tile.edges = static_cast<std::uint32_t>(edges);
-      tile.kind = edges == 0 ? Kind::empty : (q == p || sparse <= dense) ? Kind::sparse : Kind::dense;
+      classify(tile, p, q, h);
+      storage_.edges += tile.edges;
       tile.offset = used_ + bytes;
-      bytes += tile.kind == Kind::empty ? 0 : tile.kind == Kind::sparse ? sparse : dense;
+      bytes += tile_bytes(tile, h, q);
     }
     // Stored panels are a prefix (the first panel that does not fit and all later ones are recomputed), so that a
     // pass over them is one parallel loop (stored_pass()).
@@ -633,13 +720,8 @@ class TiledGraph {
       ++storage_.stored_panels;
       for (index_t q = 0; q <= p; ++q) {
         Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
-        storage_.empty_tiles += tile.kind == Kind::empty;
-        storage_.sparse_tiles += tile.kind == Kind::sparse;
-        storage_.dense_tiles += tile.kind == Kind::dense;
-        if (tile.kind != Kind::sparse) continue;
-        std::uint32_t* start = row_starts(tile);
-        start[0] = 0;
-        for (index_t a = 0; a < h; ++a) start[a + 1] = start[a] + counts_[static_cast<std::size_t>(q * kTile + a)];
+        count_kind(tile);
+        if (tile.kind == Kind::sparse) fill_row_starts(tile, q, h);
       }
       used_ += bytes;
       storage_.bytes = used_;
@@ -661,7 +743,8 @@ class TiledGraph {
   }
 
   // rowsum_i = sum_j m_j e_ij and degree_i (n_tokens for a node without neighbours), as NeighbourStats.
-  void finish_stats(std::span<double> rowsum, std::span<index_t> degree, index_t n_tokens) const {
+  void finish_stats(std::span<double> rowsum, std::span<index_t> degree, index_t n_tokens) {
+    if (deferred_ > 0) flush_stats();
     for (index_t i = 0; i < nodes_; ++i) {
       rowsum[static_cast<std::size_t>(i)] = row_total(i);
       const auto neighbours = static_cast<index_t>(deg_[static_cast<std::size_t>(i)]);
@@ -676,18 +759,20 @@ class TiledGraph {
   // block R (the rows of panel R) receive, in this order, the direct part of panel R and the transposed parts of
   // tiles (R, R), (R + 1, R), ..., (S - 1, R): no other block's work touches them, so each R is one task (of
   // S + 1 tile visits: balanced) and the whole pass one parallel loop. The recomputed panels follow, in order.
-  void stored_pass(const double* x) {
+  // With deg, also the degrees (x the multiplicities).
+  void stored_pass(const double* x, double* deg = nullptr) {
     const index_t panels = storage_.stored_panels;
     executor_->for_each(panels, [&](index_t r, int) {
       const index_t i0 = r * kTile, h = std::min(kTile, nodes_ - i0);
+      double* row_deg = deg != nullptr ? deg + i0 : nullptr;
       for (index_t q = 0; q <= r; ++q) {
         const Tile& tile = tiles_[tile_index(r, q)];
         const index_t w = std::min(kTile, nodes_ - q * kTile);
         if (tile.kind == Kind::sparse) {
           kernels_->direct_sparse(row_starts(tile), sparse_weights(tile, h), sparse_columns(tile, h), 0, h,
-                                  x + q * kTile, lanes(i0));
+                                  x + q * kTile, lanes(i0), row_deg);
         } else if (tile.kind == Kind::dense) {
-          kernels_->direct(dense_weights(tile), w, h, w, x + q * kTile, lanes(i0), nullptr);
+          kernels_->direct(dense_weights(tile), w, h, w, x + q * kTile, lanes(i0), row_deg);
         }
       }
       for (index_t p = r; p < panels; ++p) {
@@ -695,40 +780,10 @@ class TiledGraph {
         const index_t rows = std::min(kTile, nodes_ - p * kTile), w = h;
         if (tile.kind == Kind::sparse) {
           kernels_->transposed_sparse(row_starts(tile), sparse_weights(tile, rows), sparse_columns(tile, rows), rows,
-                                      p == r, x + p * kTile, lanes(i0));
+                                      p == r, x + p * kTile, lanes(i0), row_deg);
         } else if (tile.kind == Kind::dense) {
-          kernels_->transposed(dense_weights(tile), w, rows, w, x + p * kTile, lanes(i0), nullptr);
+          kernels_->transposed(dense_weights(tile), w, rows, w, x + p * kTile, lanes(i0), row_deg);
         }
-      }
-    });
-  }
-
-  // One propagation pass over stored panel p alone (panel order; stored_pass() does all stored panels at once).
-  void stored_panel(index_t p, const double* x) {
-    const index_t i0 = p * kTile, h = std::min(kTile, nodes_ - i0);
-    const std::size_t first = tile_index(p, 0);
-    const index_t blocks = (h + tiles::kRowsPerTask - 1) / tiles::kRowsPerTask;
-    executor_->for_each(blocks, [&](index_t b, int) {
-      const index_t r0 = b * tiles::kRowsPerTask, r1 = std::min(h, r0 + tiles::kRowsPerTask);
-      for (index_t q = 0; q <= p; ++q) {
-        const Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
-        const index_t w = std::min(kTile, nodes_ - q * kTile);
-        if (tile.kind == Kind::sparse) {
-          kernels_->direct_sparse(row_starts(tile), sparse_weights(tile, h), sparse_columns(tile, h), r0, r1,
-                                  x + q * kTile, lanes(i0));
-        } else if (tile.kind == Kind::dense) {
-          kernels_->direct(dense_weights(tile) + r0 * w, w, r1 - r0, w, x + q * kTile, lanes(i0 + r0), nullptr);
-        }
-      }
-    });
-    executor_->for_each(p + 1, [&](index_t q, int) {
-      const Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
-      const index_t w = std::min(kTile, nodes_ - q * kTile);
-      if (tile.kind == Kind::sparse) {
-        kernels_->transposed_sparse(row_starts(tile), sparse_weights(tile, h), sparse_columns(tile, h), h, q == p,
-                                    x + i0, lanes(q * kTile));
-      } else if (tile.kind == Kind::dense) {
-        kernels_->transposed(dense_weights(tile), w, h, w, x + i0, lanes(q * kTile), nullptr);
       }
     });
   }
@@ -786,6 +841,71 @@ class TiledGraph {
   [[nodiscard]] float* dense_weights(const Tile& tile) const { return reinterpret_cast<float*>(row_starts(tile)); }
   double* lanes(index_t row) { return acc_.data() + 4 * row; }
 
+  // Whether panel p is stored whatever its tiles hold: every earlier panel was, and what the budget left takes
+  // the panel with every off-diagonal tile dense.
+  [[nodiscard]] bool fits_worst_panel(index_t p) const {
+    if (p >= storage_.panels || storage_.stored_panels != p) return false;
+    const auto h = static_cast<std::size_t>(std::min(kTile, nodes_ - p * kTile));
+    const std::size_t worst = static_cast<std::size_t>(p) * 4 * h * static_cast<std::size_t>(kTile) + sparse_bytes(h, h * (h + 1) / 2);
+    return used_ + worst <= limit_;
+  }
+  // A tile's edges (from the row counts) and the cheapest storage of them; a diagonal tile is always compressed.
+  void classify(Tile& tile, index_t p, index_t q, index_t h) const {
+    const std::uint32_t* counts = counts_.data() + q * kTile;
+    std::size_t edges = 0;
+    for (index_t a = 0; a < h; ++a) edges += counts[a];
+    const index_t w = std::min(kTile, nodes_ - q * kTile);
+    const std::size_t dense = 4 * static_cast<std::size_t>(h) * static_cast<std::size_t>(w);
+    tile.edges = static_cast<std::uint32_t>(edges);
+    tile.kind = edges == 0 ? Kind::empty : (q == p || sparse_bytes(static_cast<std::size_t>(h), edges) <= dense) ? Kind::sparse : Kind::dense;
+  }
+  [[nodiscard]] std::size_t tile_bytes(const Tile& tile, index_t h, index_t q) const {
+    const index_t w = std::min(kTile, nodes_ - q * kTile);
+    return tile.kind == Kind::empty    ? 0
+           : tile.kind == Kind::sparse ? sparse_bytes(static_cast<std::size_t>(h), tile.edges)
+                                       : 4 * static_cast<std::size_t>(h) * static_cast<std::size_t>(w);
+  }
+  void count_kind(const Tile& tile) {
+    storage_.empty_tiles += tile.kind == Kind::empty;
+    storage_.sparse_tiles += tile.kind == Kind::sparse;
+    storage_.dense_tiles += tile.kind == Kind::dense;
+  }
+  void count_stored(const Tile& tile) {
+    storage_.edges += tile.edges;
+    count_kind(tile);
+  }
+  void fill_row_starts(const Tile& tile, index_t q, index_t h) const {
+    const std::uint32_t* counts = counts_.data() + q * kTile;
+    std::uint32_t* start = row_starts(tile);
+    start[0] = 0;
+    for (index_t a = 0; a < h; ++a) start[a + 1] = start[a] + counts[a];
+  }
+  // Tile (p, q) of a reserved panel into the arena, on the thread that computed it (its place is taken with an
+  // atomic add: where a tile lies depends on the threads' timing, what it holds does not). A diagonal tile's
+  // entries above the diagonal are not part of it.
+  void store_tile(const float* tile, index_t p, index_t q, index_t h, index_t w, index_t ld) {
+    Tile& slot = tiles_[tile_index(p, q)];
+    classify(slot, p, q, h);
+    const std::size_t bytes = tile_bytes(slot, h, q);
+    if (bytes == 0) return;
+    slot.offset = std::atomic_ref<std::size_t>(used_).fetch_add(bytes, std::memory_order_relaxed);
+    if (slot.kind == Kind::dense) {
+      for (index_t a = 0; a < h; ++a) std::memcpy(dense_weights(slot) + a * w, tile + a * ld, 4 * static_cast<std::size_t>(w));
+      return;
+    }
+    fill_row_starts(slot, q, h);
+    const std::uint32_t* start = row_starts(slot);
+    float* weights = sparse_weights(slot, h);
+    std::uint16_t* columns = sparse_columns(slot, h);
+    for (index_t a = 0; a < h; ++a)
+      kernels_->compress(tile + a * ld, p == q ? a + 1 : w, weights + start[a], columns + start[a]);
+  }
+  // The statistics of the stored panels whose own were deferred (all stored panels so far: they are a prefix).
+  void flush_stats() {
+    stored_pass(multiplicity_, deg_.data());
+    deferred_ = 0;
+  }
+
   // Rows [r0, r1) of tile (p, q) of the panel buffer into the tile's storage.
   void write_rows(const Tile& tile, const float* panel, index_t ld, index_t q, index_t r0, index_t r1, index_t h) const {
     const index_t w = std::min(kTile, nodes_ - q * kTile);
@@ -821,7 +941,11 @@ class TiledGraph {
   const Executor* executor_ = nullptr;
   const tiles::TileKernels* kernels_ = nullptr;
   std::unique_ptr<std::uint32_t[]> arena_;
-  std::size_t arena_words_ = 0, limit_ = 0, used_ = 0;
+  std::size_t arena_words_ = 0, limit_ = 0;
+  alignas(std::atomic_ref<std::size_t>::required_alignment) std::size_t used_ = 0;  // arena bytes taken
+  const double* multiplicity_ = nullptr;  // of the build, for flush_stats()
+  index_t deferred_ = 0;   // stored panels whose statistics are not added yet
+  bool reserved_ = false;  // the panel being built is reserved
   std::vector<Tile> tiles_;
   std::vector<std::uint32_t> counts_;
   std::vector<double> acc_, deg_;

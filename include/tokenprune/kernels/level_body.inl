@@ -104,20 +104,28 @@ inline void gram_tile(const float* a, const float* b, index_t d, index_t i0, ind
 
 // ------------------------------------------------------------------------------------------ edge weights
 // G-Prune's weights on `width` cosines in place: s >= tau ? exp(s / T - max_logit) : 0.
-inline void edge_weights(float* s, index_t width, float tau, float temperature, float max_logit) {
+inline std::uint32_t edge_weights(float* s, index_t width, float tau, float temperature, float max_logit) {
   using F = typename V::F;
   constexpr int L = V::kLanes;
   const F vt = V::set1(tau), vT = V::set1(temperature), vm = V::set1(max_logit);
+  std::uint32_t count = 0;
   index_t j = 0;
   for (; j + L <= width; j += L) {
     const F x = V::load(s + j);
-    const F e = exp_fixed(V::sub(V::div(x, vT), vm));
-    V::store(s + j, V::select_ge(x, vt, e));
+    if (V::mask_ge(x, vt) == 0) {  // no edge among these lanes (most of a sparse graph): no exp to discard
+      V::store(s + j, V::zero());
+      continue;
+    }
+    const F e = V::select_ge(x, vt, exp_fixed(V::sub(V::div(x, vT), vm)));
+    V::store(s + j, e);
+    count += static_cast<std::uint32_t>(std::popcount(V::mask_positive(e)));
   }
   for (; j < width; ++j) {  // the tail as one-lane vectors: the same operations
     const float x = s[j];
     s[j] = x >= tau ? V::first(exp_fixed(V::sub(V::div(V::set1(x), vT), vm))) : 0.0f;
+    count += s[j] > 0.0f ? 1u : 0u;
   }
+  return count;
 }
 
 // Softmax of one row of logits in place: p_j = exp(fma(x_j, scale, -m)) / sum, m = fl(max_j x_j * scale)

@@ -14,6 +14,7 @@
 #include <Eigen/Core>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -35,7 +36,8 @@ struct KernelTable {
   int micro_rows, micro_cols;
   void (*gram_tile)(const float* a, const float* b, index_t d, index_t i0, index_t h, index_t j0, index_t w,
                     float* out, index_t ld, bool lower);
-  void (*edge_weights)(float* s, index_t width, float tau, float temperature, float max_logit);
+  // Returns how many of the width weights are > 0.
+  std::uint32_t (*edge_weights)(float* s, index_t width, float tau, float temperature, float max_logit);
   void (*softmax_row)(float* p, index_t n, float scale);
   double (*squared_norm)(const float* x, index_t d);
   double (*dot)(const double* a, const double* b, index_t n);
@@ -103,6 +105,8 @@ struct V {
   static F max(F a, F b) { return a < b ? b : a; }
   static F round_nearest(F x) { return std::nearbyint(x); }
   static F select_ge(F x, F t, F e) { return x >= t ? e : 0.0f; }
+  static unsigned mask_ge(F x, F t) { return x >= t ? 1u : 0u; }  // bit l: lane l of x >= t
+  static unsigned mask_positive(F x) { return x > 0.0f ? 1u : 0u; }
   static float first(F x) { return x; }
   static F pow2(std::int32_t n) {  // 2^n for n in [-126, 127]
     const auto bits = static_cast<std::uint32_t>(n + 127) << 23;
@@ -197,6 +201,10 @@ struct V {
   static F max(F a, F b) { return _mm256_max_ps(a, b); }
   static F round_nearest(F x) { return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static F select_ge(F x, F t, F e) { return _mm256_and_ps(_mm256_cmp_ps(x, t, _CMP_GE_OQ), e); }
+  static unsigned mask_ge(F x, F t) { return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(x, t, _CMP_GE_OQ))); }
+  static unsigned mask_positive(F x) {
+    return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ)));
+  }
   static float first(F x) { return _mm256_cvtss_f32(x); }
   static F scale_pow2(F y, F n) {
     const __m256i k = _mm256_cvtps_epi32(n);
@@ -338,6 +346,8 @@ struct V {
   static F max(F a, F b) { return _mm512_max_ps(a, b); }
   static F round_nearest(F x) { return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
   static F select_ge(F x, F t, F e) { return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x, t, _CMP_GE_OQ), e); }
+  static unsigned mask_ge(F x, F t) { return _mm512_cmp_ps_mask(x, t, _CMP_GE_OQ); }
+  static unsigned mask_positive(F x) { return _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GT_OQ); }
   static float first(F x) { return _mm512_cvtss_f32(x); }
   static F scale_pow2(F y, F n) {
     const __m512i k = _mm512_cvtps_epi32(n);

@@ -227,7 +227,7 @@ class GPrune {
     gram_.lower_gram(
         node_units, nodes, false, [&](index_t) { return panel; },
         [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
-          rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
+          rule.apply(tile, i0, j0, h, w, stride, node_norms_, level, tiled_.row_counts(j0));
           tiled_.built_tile(tile, i0, j0, h, w, stride, m);
         },
         [&](index_t i0, index_t i1) { tiled_.built_panel(panel, i0, i1, nodes, m); }, packed);
