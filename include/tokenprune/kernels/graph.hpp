@@ -480,43 +480,6 @@ inline void transposed(const float* e, index_t ld, index_t rows, index_t cols, c
     transposed_impl<false>(e, ld, rows, cols, x, acc, deg);
   }
 }
-// Compressed rows, four at a time: a row's four lanes are one ymm, and an entry of column c updates lane c mod 4
-// alone (its weight in that lane, +0 in the others, which adds nothing). The four rows' chains interleave, so a
-// row whose entries all fall in one lane (a video token's counterparts in other frames: columns 512 apart) no
-// longer waits on one chain of fmas through memory.
-inline void direct_sparse_rows(const std::uint32_t* start, const float* w, const std::uint16_t* col, index_t r0,
-                               index_t r1, const double* x, double* acc, double* deg) {
-  alignas(32) static constexpr std::uint64_t kLaneBits[4][4] = {
-      {~0ull, 0, 0, 0}, {0, ~0ull, 0, 0}, {0, 0, ~0ull, 0}, {0, 0, 0, ~0ull}};
-  const auto update = [&](__m256d a, std::uint32_t t) {
-    const unsigned c = col[t];
-    const __m256d lane = _mm256_load_pd(reinterpret_cast<const double*>(kLaneBits[c & 3]));
-    const __m256d weight = _mm256_and_pd(_mm256_set1_pd(static_cast<double>(w[t])), lane);
-    return _mm256_fmadd_pd(weight, _mm256_set1_pd(x[c]), a);
-  };
-  index_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    __m256d a[4];
-    std::uint32_t t[4], end[4], common = ~0u;
-    for (int k = 0; k < 4; ++k) {
-      a[k] = _mm256_loadu_pd(acc + 4 * (r + k));
-      t[k] = start[r + k];
-      end[k] = start[r + k + 1];
-      common = std::min(common, end[k] - t[k]);
-    }
-    for (std::uint32_t i = 0; i < common; ++i)
-      for (int k = 0; k < 4; ++k) a[k] = update(a[k], t[k] + i);
-    for (int k = 0; k < 4; ++k) {
-      for (std::uint32_t u = t[k] + common; u < end[k]; ++u) a[k] = update(a[k], u);
-      _mm256_storeu_pd(acc + 4 * (r + k), a[k]);
-    }
-  }
-  direct_sparse(start, w, col, r, r1, x, acc, nullptr);
-  if (deg != nullptr)  // integer counts: any order
-    for (index_t q = r0; q < r1; ++q)
-      for (std::uint32_t u = start[q]; u < start[q + 1]; ++u) deg[q] += x[col[u]];
-}
-
 // Masks of 8 entries > 0 (data movement only).
 inline std::uint32_t compress(const float* row, index_t w, float* weights, std::uint16_t* col) {
   const index_t w8 = w & ~index_t{7};
@@ -540,7 +503,7 @@ inline std::uint32_t compress(const float* row, index_t w, float* weights, std::
   return compress_range(row, w8, w, weights, col, k);
 }
 inline const TileKernels& table() {
-  static constexpr TileKernels kernels{&direct, &transposed, &direct_sparse_rows, &transposed_sparse, &compress};
+  static constexpr TileKernels kernels{&direct, &transposed, &direct_sparse, &transposed_sparse, &compress};
   return kernels;
 }
 }  // namespace tiles_avx2
@@ -582,7 +545,7 @@ inline std::uint32_t compress(const float* row, index_t w, float* weights, std::
   return tiles_avx2::compress_range(row, w16, w, weights, col, k);
 }
 inline const TileKernels& table() {
-  static constexpr TileKernels kernels{&tiles_avx2::direct, &tiles_avx2::transposed, &tiles_avx2::direct_sparse_rows,
+  static constexpr TileKernels kernels{&tiles_avx2::direct, &tiles_avx2::transposed, &tiles_avx2::direct_sparse,
                                        &tiles_avx2::transposed_sparse, &compress};
   return kernels;
 }
