@@ -5,6 +5,7 @@
 
 #include <tokenprune/tokenprune.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -494,4 +495,33 @@ TEST_CASE("core: zero tokens", "[core]") {
   tp::FoPru fopru;
   CHECK(fopru.prune(maps, tp::Budget::count(0)).empty());
   require_error([&] { (void)gprune.prune(in, tp::Budget::count(1)); }, "keep", "1");
+}
+
+TEST_CASE("core: top-k of float scores ranks as the comparator does (descending, ties and -0/+0 to the lower index)",
+          "[core][topk]") {
+  // Few distinct values (many ties), both zeros, negatives, subnormals and the extremes, against a stable sort
+  // by the documented order (an independent spelling of it).
+  const std::vector<float> pool = {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, -0.5f, 1e-42f, -1e-42f, 3.4e38f, -3.4e38f, 0.25f};
+  std::uint32_t state = 12345;
+  auto next = [&] { return state = state * 1664525u + 1013904223u; };
+  for (int trial = 0; trial < 200; ++trial) {
+    const auto n = static_cast<tokenprune::index_t>(1 + next() % 300);
+    std::vector<float> scores(static_cast<std::size_t>(n));
+    for (float& s : scores) s = pool[next() % pool.size()];
+    const auto k = static_cast<tokenprune::index_t>(next() % static_cast<std::uint32_t>(n + 1));
+    std::vector<tokenprune::index_t> order(scores.size()), expected, scratch(scores.size()), out(static_cast<std::size_t>(k));
+    std::iota(order.begin(), order.end(), tokenprune::index_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](tokenprune::index_t a, tokenprune::index_t b) {
+      return scores[static_cast<std::size_t>(a)] > scores[static_cast<std::size_t>(b)];  // -0 == +0: stable keeps index order
+    });
+    expected.assign(order.begin(), order.begin() + k);
+    std::sort(expected.begin(), expected.end());
+    tokenprune::kernels::top_k_ascending(std::span<const float>(scores), k, scratch, out);
+    INFO("n " << n << " k " << k);
+    REQUIRE(out == expected);
+    // The double path (the comparator itself) agrees too.
+    const std::vector<double> wide(scores.begin(), scores.end());
+    tokenprune::kernels::top_k_ascending(std::span<const double>(wide), k, scratch, out);
+    REQUIRE(out == expected);
+  }
 }

@@ -45,15 +45,15 @@ void cls_row_sums(const ConstRowMap<T>& cls, std::span<double> sums, const char*
   // input pays for the rescan that names its first bad element. (One pass over the input instead of two.)
   double* out = sums.data();
   std::fill(out, out + n, 0.0);
-  for (index_t h = 0; h < heads; ++h) accumulate(cls.row(h).data(), n, out);  // at the active level
+  if (heads > 0) accumulate(cls.data(), heads, cls.outerStride(), n, out);  // at the active level, heads in order
   // The exponent fields of the sums, OR-ed in integer lanes (vectorizes at the baseline; no floating-point flag
   // can fold it away): all ones for NaN/Inf.
   constexpr std::uint64_t kExponent = 0x7ff0000000000000u;
   constexpr int kLanes = 4;
   std::uint64_t lanes[kLanes] = {};
   index_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] |= (std::bit_cast<std::uint64_t>(out[j + l]) & kExponent) == kExponent;
+  for (; j + kLanes <= n; j += kLanes)  // exponent + 1 carries into bit 11 exactly when it is all ones
+    for (int l = 0; l < kLanes; ++l) lanes[l] |= (((std::bit_cast<std::uint64_t>(out[j + l]) & kExponent) >> 52) + 1) >> 11;
   for (; j < n; ++j) lanes[0] |= (std::bit_cast<std::uint64_t>(out[j]) & kExponent) == kExponent;
   const bool finite = (lanes[0] | lanes[1] | lanes[2] | lanes[3]) == 0;
   if (finite) return;
@@ -78,6 +78,12 @@ inline void cls_row_head_mean(const TokenMatrix& cls, std::span<double> sums, st
   assert(static_cast<index_t>(mean.size()) >= n);
   cls_row_sums(cls, sums, argument);
   const auto divisor = static_cast<double>(heads);
+  if (std::has_single_bit(static_cast<std::uint64_t>(heads))) {  // x / 2^k and x * 2^-k round the same real number
+    const double scale = 1.0 / divisor;
+    for (index_t j = 0; j < n; ++j)
+      mean[static_cast<std::size_t>(j)] = static_cast<float>(sums[static_cast<std::size_t>(j)] * scale);
+    return;
+  }
   for (index_t j = 0; j < n; ++j)
     mean[static_cast<std::size_t>(j)] = static_cast<float>(sums[static_cast<std::size_t>(j)] / divisor);
 }

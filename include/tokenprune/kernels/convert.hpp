@@ -38,13 +38,20 @@ inline void widen(const Eigen::bfloat16* src, float* dst, index_t n) {
 // True when none of p[0, n) is NaN or Inf, at the active level (kernels/level_body.inl).
 inline bool all_finite(const float* p, index_t n) { return active_kernels().all_finite(p, n); }
 
-// acc[j] += double(x[j]) for j < n, at the active level: the same bits at every level (one add per element).
-inline void accumulate(const float* x, index_t n, double* acc) { active_kernels().accumulate(x, n, acc); }
-inline void accumulate(const Eigen::half* x, index_t n, double* acc) {
-  active_kernels().accumulate_half(reinterpret_cast<const std::uint16_t*>(x), n, acc);
+// acc[j] += double(x[r stride + j]) for rows r = 0 .. rows - 1 in order and j < n, at the active level: the same
+// bits at every level (one add per element, in row order). Without rows and stride: one row.
+inline void accumulate(const float* x, index_t rows, index_t stride, index_t n, double* acc) {
+  active_kernels().accumulate(x, rows, stride, n, acc);
 }
-inline void accumulate(const Eigen::bfloat16* x, index_t n, double* acc) {
-  active_kernels().accumulate_bf16(reinterpret_cast<const std::uint16_t*>(x), n, acc);
+inline void accumulate(const Eigen::half* x, index_t rows, index_t stride, index_t n, double* acc) {
+  active_kernels().accumulate_half(reinterpret_cast<const std::uint16_t*>(x), rows, stride, n, acc);
+}
+inline void accumulate(const Eigen::bfloat16* x, index_t rows, index_t stride, index_t n, double* acc) {
+  active_kernels().accumulate_bf16(reinterpret_cast<const std::uint16_t*>(x), rows, stride, n, acc);
+}
+template <class E>
+inline void accumulate(const E* x, index_t n, double* acc) {
+  accumulate(x, 1, n, n, acc);
 }
 
 // Copies token `row` of `x` into `out` (dim floats), widening 16-bit types; rejects NaN/Inf. With head >= 0 the

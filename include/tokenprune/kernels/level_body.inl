@@ -490,26 +490,39 @@ inline void attention_rows_bf16(const std::uint16_t* rows, index_t count, index_
 }
 
 // ------------------------------------------------------------------------------------ element-wise passes
-// acc[j] += double(x[j]): one add per element, so any vector width gives the same bits ([CLS] head sums, VisionZip's
-// key means and merged tokens).
+// acc[j] += double(x[r stride + j]) for each row r in order: one add per element, so any vector width gives the
+// same bits ([CLS] head sums, VisionZip's key means and merged tokens). A block of columns takes every row before
+// it is stored: one load and store of the sums for all rows.
 struct WidenFp32 {
   static void widen(const float* p, typename V::D* out) { V::load_double(p, out); }
   static double scalar(const float* p) { return static_cast<double>(*p); }
 };
 template <class Load, class E>
-inline void accumulate_of(const E* x, index_t n, double* acc) {
+inline void accumulate_of(const E* x, index_t rows, index_t stride, index_t n, double* acc) {
   constexpr int FL = V::kLanes, DL = V::kDLanes;
   index_t j = 0;
   for (; j + FL <= n; j += FL) {
-    typename V::D w[FL / DL];
-    Load::widen(x + j, w);
-    for (int q = 0; q < FL / DL; ++q) V::dstore(acc + j + q * DL, V::dadd(V::dload(acc + j + q * DL), w[q]));
+    typename V::D sum[FL / DL];
+    for (int q = 0; q < FL / DL; ++q) sum[q] = V::dload(acc + j + q * DL);
+    for (index_t r = 0; r < rows; ++r) {
+      typename V::D w[FL / DL];
+      Load::widen(x + r * stride + j, w);
+      for (int q = 0; q < FL / DL; ++q) sum[q] = V::dadd(sum[q], w[q]);
+    }
+    for (int q = 0; q < FL / DL; ++q) V::dstore(acc + j + q * DL, sum[q]);
   }
-  for (; j < n; ++j) acc[j] += Load::scalar(x + j);
+  for (; j < n; ++j)
+    for (index_t r = 0; r < rows; ++r) acc[j] += Load::scalar(x + r * stride + j);
 }
-inline void accumulate(const float* x, index_t n, double* acc) { accumulate_of<WidenFp32>(x, n, acc); }
-inline void accumulate_half(const std::uint16_t* x, index_t n, double* acc) { accumulate_of<AttentionHalf>(x, n, acc); }
-inline void accumulate_bf16(const std::uint16_t* x, index_t n, double* acc) { accumulate_of<AttentionBf16>(x, n, acc); }
+inline void accumulate(const float* x, index_t rows, index_t stride, index_t n, double* acc) {
+  accumulate_of<WidenFp32>(x, rows, stride, n, acc);
+}
+inline void accumulate_half(const std::uint16_t* x, index_t rows, index_t stride, index_t n, double* acc) {
+  accumulate_of<AttentionHalf>(x, rows, stride, n, acc);
+}
+inline void accumulate_bf16(const std::uint16_t* x, index_t rows, index_t stride, index_t n, double* acc) {
+  accumulate_of<AttentionBf16>(x, rows, stride, n, acc);
+}
 
 // True when none of p[0, n) is NaN or Inf (exponent field all ones). Integer lanes OR-ed, which the compiler
 // vectorizes at the level's width, and which no floating-point flag (-ffast-math, -ffinite-math-only) can fold

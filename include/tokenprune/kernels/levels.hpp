@@ -55,9 +55,10 @@ struct KernelTable {
   void (*attention_rows_bf16)(const std::uint16_t* rows, index_t count, index_t stride, index_t n, double* received,
                               double* totals);
   // acc[j] += double(x[j]) for j < n (fp32, fp16, bf16 x); all_finite: no NaN or Inf in p[0, n).
-  void (*accumulate)(const float* x, index_t n, double* acc);
-  void (*accumulate_half)(const std::uint16_t* x, index_t n, double* acc);
-  void (*accumulate_bf16)(const std::uint16_t* x, index_t n, double* acc);
+  // acc[j] += double(x[r stride + j]) for r = 0, 1, ..., rows - 1 in order, j < n.
+  void (*accumulate)(const float* x, index_t rows, index_t stride, index_t n, double* acc);
+  void (*accumulate_half)(const std::uint16_t* x, index_t rows, index_t stride, index_t n, double* acc);
+  void (*accumulate_bf16)(const std::uint16_t* x, index_t rows, index_t stride, index_t n, double* acc);
   bool (*all_finite)(const float* p, index_t n);
   void (*widen_half)(const std::uint16_t* src, float* dst, index_t n);
   void (*widen_bf16)(const std::uint16_t* src, float* dst, index_t n);

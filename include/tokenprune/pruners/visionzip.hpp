@@ -325,8 +325,7 @@ class VisionZip {
           kernels::load_row(x, i, row_.data(), "keys");
           float* mean = mean_keys_.data() + static_cast<std::size_t>(i * dk);
           std::fill_n(accumulator_.begin(), dk, 0.0);
-          for (index_t h = 0; h < key_heads; ++h)  // each element's total adds the heads in order
-            kernels::accumulate(row_.data() + h * dk, dk, accumulator_.data());
+          kernels::accumulate(row_.data(), key_heads, dk, dk, accumulator_.data());  // the heads in order
           for (index_t e = 0; e < dk; ++e)
             mean[e] = static_cast<float>(accumulator_[static_cast<std::size_t>(e)] / static_cast<double>(key_heads));
         }
