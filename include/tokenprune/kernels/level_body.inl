@@ -283,36 +283,47 @@ struct AttentionBf16 {
 inline constexpr int kFp32RowLanes = 64;
 inline constexpr index_t kFp32ColumnBlock = 16;
 inline constexpr index_t kPrefetchAhead = 2048;  // values: 8 KB ahead in the stream of rows
-inline double attention_row_fp32(const float* row, index_t n, float* partial) {
+// R consecutive rows of one block (R = 1 or 2): `partial` is loaded and stored once for all of them, each value
+// still added in row order.
+template <int R>
+inline void attention_rows_fp32(const float* const* rows, index_t n, float* partial, double* totals) {
   using F = typename V::F;
   using D = typename V::D;
   constexpr int FL = V::kLanes, DL = V::kDLanes, NA = kFp32RowLanes / FL, ND = kFp32RowLanes / DL;
   static_assert(kFp32RowLanes % FL == 0 && FL % DL == 0, "lanes must tile a chunk");
-  F acc[NA];
-  for (int a = 0; a < NA; ++a) acc[a] = V::zero();
+  F acc[R][NA];
+  for (int r = 0; r < R; ++r)
+    for (int a = 0; a < NA; ++a) acc[r][a] = V::zero();
   index_t j = 0;
   for (; j + kFp32RowLanes <= n; j += kFp32RowLanes) {
-    for (int c = 0; c < kFp32RowLanes; c += 16) prefetch_ahead(row + j + c);  // 64-byte lines
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < kFp32RowLanes; c += 16) prefetch_ahead(rows[r] + j + c);  // 64-byte lines
     for (int a = 0; a < NA; ++a) {
-      const F x = V::load(row + j + a * FL);
-      V::store(partial + j + a * FL, V::add(V::load(partial + j + a * FL), x));
-      acc[a] = V::add(acc[a], x);
+      F column = V::load(partial + j + a * FL);
+      for (int r = 0; r < R; ++r) {
+        const F x = V::load(rows[r] + j + a * FL);
+        column = V::add(column, x);
+        acc[r][a] = V::add(acc[r][a], x);
+      }
+      V::store(partial + j + a * FL, column);
     }
   }
-  if (j < n) {  // the tail columns, after every vector chunk: each lane stays in order of j
-    alignas(64) float lanes[kFp32RowLanes];
-    for (int a = 0; a < NA; ++a) V::store(lanes + a * FL, acc[a]);
-    for (; j < n; ++j) {
-      partial[j] += row[j];
-      lanes[j % kFp32RowLanes] += row[j];
+  for (int r = 0; r < R; ++r) {
+    if (j < n) {  // the tail columns, after every vector chunk: each lane stays in order of j
+      alignas(64) float lanes[kFp32RowLanes];
+      for (int a = 0; a < NA; ++a) V::store(lanes + a * FL, acc[r][a]);
+      for (index_t t = j; t < n; ++t) {
+        partial[t] += rows[r][t];
+        lanes[t % kFp32RowLanes] += rows[r][t];
+      }
+      for (int a = 0; a < NA; ++a) acc[r][a] = V::load(lanes + a * FL);
     }
-    for (int a = 0; a < NA; ++a) acc[a] = V::load(lanes + a * FL);
+    D wide[ND];
+    for (int a = 0; a < NA; ++a) V::to_double(acc[r][a], wide + a * (FL / DL));
+    for (int count = ND; count > 1; count /= 2)  // lane l + 32 is vector v + ND / 2, ...; then within one vector
+      for (int v = 0; v < count / 2; ++v) wide[v] = V::dadd(wide[v], wide[v + count / 2]);
+    totals[r] = V::halving(wide[0]);
   }
-  D wide[ND];
-  for (int a = 0; a < NA; ++a) V::to_double(acc[a], wide + a * (FL / DL));
-  for (int count = ND; count > 1; count /= 2)  // lane l + 32 is vector v + ND / 2, ...; then within one vector
-    for (int v = 0; v < count / 2; ++v) wide[v] = V::dadd(wide[v], wide[v + count / 2]);
-  return V::halving(wide[0]);
 }
 inline void flush_partial(float* partial, index_t n, double* received) {
   using D = typename V::D;
@@ -333,10 +344,20 @@ inline void flush_partial(float* partial, index_t n, double* received) {
 // Rows [first_row, first_row + count) of a head of head_rows rows; `partial` holds the open block's sums.
 inline void attention_rows(const float* rows, index_t count, index_t stride, index_t n, index_t first_row,
                            index_t head_rows, float* partial, double* received, double* totals) {
-  for (index_t r = 0; r < count; ++r) {
-    totals[r] = attention_row_fp32(rows + r * stride, n, partial);
+  const auto ends_block = [&](index_t i) { return (i + 1) % kFp32ColumnBlock == 0 || i + 1 == head_rows; };
+  for (index_t r = 0; r < count;) {
     const index_t i = first_row + r;
-    if ((i + 1) % kFp32ColumnBlock == 0 || i + 1 == head_rows) flush_partial(partial, n, received);
+    if (r + 1 < count && !ends_block(i)) {  // rows i and i + 1 share a block
+      const float* pair[2] = {rows + r * stride, rows + (r + 1) * stride};
+      attention_rows_fp32<2>(pair, n, partial, totals + r);
+      r += 2;
+      if (ends_block(i + 1)) flush_partial(partial, n, received);
+      continue;
+    }
+    const float* row = rows + r * stride;
+    attention_rows_fp32<1>(&row, n, partial, totals + r);
+    r += 1;
+    if (ends_block(i)) flush_partial(partial, n, received);
   }
 }
 // fp16 rows, exactly: every fp16 value is a multiple of 2^-24, so sums of up to 8192 of them are exact in double
