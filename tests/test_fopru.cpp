@@ -449,6 +449,15 @@ TEST_CASE("fopru: errors", "[fopru][errors]") {
     sig[8] = -std::numeric_limits<float>::infinity();
     CHECK(error_text([&] { row.prune(in, tp::Budget::count(3)); }).find("significance[8]") != std::string::npos);
   }
+  SECTION("finite values whose fp32 column sum overflows name the column") {
+    // Rows 2 and 3 share a block of fp32 rows: 3e38 + 3e38 is Inf in fp32 while each row's own total is finite.
+    Maps big{1, 12, std::vector<float>(144, 0.0f)};
+    big.at(0, 2, 5) = 3e38f;
+    big.at(0, 3, 5) = 3e38f;
+    const std::string text = error_text([&] { rank.prune(maps_input(big.view()), tp::Budget::count(4)); });
+    CHECK(text.find("column 5") != std::string::npos);
+    CHECK(text.find("fp32 range") != std::string::npos);
+  }
   SECTION("budget larger than n") {
     const std::string text = error_text([&] { rank.prune(maps_input(twelve.view()), tp::Budget::count(13)); });
     CHECK(text.find("keep = 13") != std::string::npos);
