@@ -596,13 +596,15 @@ class TiledGraph {
  public:
   static index_t panels_of(index_t nodes) { return (nodes + kTile - 1) / kTile; }
 
-  // Bytes that storing every tile of a graph of `nodes` nodes can take at most (each tile at most dense).
+  // Bytes that storing row panel p of a graph of `nodes` nodes can take at most (each off-diagonal tile at most
+  // dense, the diagonal one compressed and full), and the whole graph.
+  static std::size_t worst_panel_bytes(index_t nodes, index_t p) {
+    const auto h = static_cast<std::size_t>(std::min(kTile, nodes - p * kTile));
+    return static_cast<std::size_t>(p) * 4 * h * static_cast<std::size_t>(kTile) + sparse_bytes(h, h * (h + 1) / 2);
+  }
   static std::size_t worst_bytes(index_t nodes) {
     std::size_t bytes = 0;
-    for (index_t p = 0; p < panels_of(nodes); ++p) {
-      const auto h = static_cast<std::size_t>(std::min(kTile, nodes - p * kTile));
-      bytes += static_cast<std::size_t>(p) * 4 * h * static_cast<std::size_t>(kTile) + sparse_bytes(h, h * (h + 1) / 2);
-    }
+    for (index_t p = 0; p < panels_of(nodes); ++p) bytes += worst_panel_bytes(nodes, p);
     return bytes;
   }
 
@@ -630,7 +632,7 @@ class TiledGraph {
     deg_.assign(static_cast<std::size_t>(nodes), 0.0);
     storage_ = GraphStorage{};
     storage_.panels = static_cast<index_t>(panels);
-    deferred_ = 0;
+    stats_deferred_ = false;
     reserved_ = fits_worst_panel(0);
   }
 
@@ -643,7 +645,7 @@ class TiledGraph {
   // tiles).
   void built_tile(float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t ld, const double* multiplicity) {
     if (reserved_) {
-      store_tile(tile, i0 / kTile, j0 / kTile, h, w, ld);
+      store_tile(tile, i0 / kTile, j0 / kTile, h, ld);
       return;
     }
     const std::uint32_t* counts = counts_.data() + j0;
@@ -659,10 +661,14 @@ class TiledGraph {
     const std::size_t first = tile_index(p, 0);
     multiplicity_ = multiplicity;
     if (reserved_) {
-      for (index_t q = 0; q <= p; ++q) count_stored(tiles_[first + static_cast<std::size_t>(q)]);
+      for (index_t q = 0; q <= p; ++q) {
+        const Tile& tile = tiles_[first + static_cast<std::size_t>(q)];
+        storage_.edges += tile.edges;
+        count_kind(tile);
+      }
       ++storage_.stored_panels;
       ++storage_.reserved_panels;
-      ++deferred_;
+      stats_deferred_ = true;
       storage_.bytes = used_;
       reserved_ = fits_worst_panel(p + 1);
       if (!reserved_ && p + 1 < storage_.panels) flush_stats();
@@ -700,14 +706,15 @@ class TiledGraph {
                          lanes(i0 + r0), deg_.data() + i0 + r0);
       }
       if (store)
-        for (index_t q = 0; q <= p; ++q) write_rows(tiles_[first + static_cast<std::size_t>(q)], panel, ld, q, r0, r1, h);
+        for (index_t q = 0; q <= p; ++q)
+          write_rows(tiles_[first + static_cast<std::size_t>(q)], panel + q * kTile, ld, p, q, r0, r1, h);
     });
     finish_diagonal(panel, i0, h, ld, multiplicity, true);
   }
 
   // rowsum_i = sum_j m_j e_ij and degree_i (n_tokens for a node without neighbours), as NeighbourStats.
   void finish_stats(std::span<double> rowsum, std::span<index_t> degree, index_t n_tokens) {
-    if (deferred_ > 0) flush_stats();
+    if (stats_deferred_) flush_stats();
     for (index_t i = 0; i < nodes_; ++i) {
       rowsum[static_cast<std::size_t>(i)] = row_total(i);
       const auto neighbours = static_cast<index_t>(deg_[static_cast<std::size_t>(i)]);
@@ -807,10 +814,7 @@ class TiledGraph {
   // Whether panel p is stored whatever its tiles hold: every earlier panel was, and what the budget left takes
   // the panel with every off-diagonal tile dense.
   [[nodiscard]] bool fits_worst_panel(index_t p) const {
-    if (p >= storage_.panels || storage_.stored_panels != p) return false;
-    const auto h = static_cast<std::size_t>(std::min(kTile, nodes_ - p * kTile));
-    const std::size_t worst = static_cast<std::size_t>(p) * 4 * h * static_cast<std::size_t>(kTile) + sparse_bytes(h, h * (h + 1) / 2);
-    return used_ + worst <= limit_;
+    return p < storage_.panels && storage_.stored_panels == p && used_ + worst_panel_bytes(nodes_, p) <= limit_;
   }
   // A tile's edges (from the row counts) and the cheapest storage of them; a diagonal tile is always compressed.
   void classify(Tile& tile, index_t p, index_t q, index_t h) const {
@@ -833,10 +837,6 @@ class TiledGraph {
     storage_.sparse_tiles += tile.kind == Kind::sparse;
     storage_.dense_tiles += tile.kind == Kind::dense;
   }
-  void count_stored(const Tile& tile) {
-    storage_.edges += tile.edges;
-    count_kind(tile);
-  }
   void fill_row_starts(const Tile& tile, index_t q, index_t h) const {
     const std::uint32_t* counts = counts_.data() + q * kTile;
     std::uint32_t* start = row_starts(tile);
@@ -846,34 +846,28 @@ class TiledGraph {
   // Tile (p, q) of a reserved panel into the arena, on the thread that computed it (its place is taken with an
   // atomic add: where a tile lies depends on the threads' timing, what it holds does not). A diagonal tile's
   // entries above the diagonal are not part of it.
-  void store_tile(const float* tile, index_t p, index_t q, index_t h, index_t w, index_t ld) {
+  void store_tile(const float* tile, index_t p, index_t q, index_t h, index_t ld) {
     Tile& slot = tiles_[tile_index(p, q)];
     classify(slot, p, q, h);
     const std::size_t bytes = tile_bytes(slot, h, q);
     if (bytes == 0) return;
     slot.offset = std::atomic_ref<std::size_t>(used_).fetch_add(bytes, std::memory_order_relaxed);
-    if (slot.kind == Kind::dense) {
-      for (index_t a = 0; a < h; ++a) std::memcpy(dense_weights(slot) + a * w, tile + a * ld, 4 * static_cast<std::size_t>(w));
-      return;
-    }
-    fill_row_starts(slot, q, h);
-    const std::uint32_t* start = row_starts(slot);
-    float* weights = sparse_weights(slot, h);
-    std::uint16_t* columns = sparse_columns(slot, h);
-    for (index_t a = 0; a < h; ++a)
-      kernels_->compress(tile + a * ld, p == q ? a + 1 : w, weights + start[a], columns + start[a]);
+    if (slot.kind == Kind::sparse) fill_row_starts(slot, q, h);
+    write_rows(slot, tile, ld, p, q, 0, h, h);
   }
   // The statistics of the stored panels whose own were deferred (all stored panels so far: they are a prefix).
   void flush_stats() {
     stored_pass(multiplicity_, deg_.data());
-    deferred_ = 0;
+    stats_deferred_ = false;
   }
 
-  // Rows [r0, r1) of tile (p, q) of the panel buffer into the tile's storage.
-  void write_rows(const Tile& tile, const float* panel, index_t ld, index_t q, index_t r0, index_t r1, index_t h) const {
+  // Rows [r0, r1) of tile (p, q), whose row a is at src + a * ld, into the tile's storage (row starts already
+  // set). A diagonal tile's row a ends at column a: what lies above the diagonal is not part of it.
+  void write_rows(const Tile& tile, const float* src, index_t ld, index_t p, index_t q, index_t r0, index_t r1,
+                  index_t h) const {
     const index_t w = std::min(kTile, nodes_ - q * kTile);
     if (tile.kind == Kind::dense) {
-      for (index_t a = r0; a < r1; ++a) std::memcpy(dense_weights(tile) + a * w, panel + a * ld + q * kTile, 4 * static_cast<std::size_t>(w));
+      for (index_t a = r0; a < r1; ++a) std::memcpy(dense_weights(tile) + a * w, src + a * ld, 4 * static_cast<std::size_t>(w));
       return;
     }
     if (tile.kind != Kind::sparse) return;
@@ -881,7 +875,7 @@ class TiledGraph {
     float* weights = sparse_weights(tile, h);
     std::uint16_t* columns = sparse_columns(tile, h);
     for (index_t a = r0; a < r1; ++a)
-      kernels_->compress(panel + a * ld + q * kTile, w, weights + start[a], columns + start[a]);
+      kernels_->compress(src + a * ld, p == q ? a + 1 : w, weights + start[a], columns + start[a]);
   }
 
   // Every finished tile: zeros above the diagonal (the Gram may leave cosines there), then the transposed part
@@ -907,7 +901,7 @@ class TiledGraph {
   std::size_t arena_words_ = 0, limit_ = 0;
   alignas(std::atomic_ref<std::size_t>::required_alignment) std::size_t used_ = 0;  // arena bytes taken
   const double* multiplicity_ = nullptr;  // of the build, for flush_stats()
-  index_t deferred_ = 0;   // stored panels whose statistics are not added yet
+  bool stats_deferred_ = false;  // stored panels whose statistics are not added yet
   bool reserved_ = false;  // the panel being built is reserved
   std::vector<Tile> tiles_;
   std::vector<std::uint32_t> counts_;
