@@ -2,6 +2,7 @@
 // the TokenPruner concept (positive and negative), gather_rows and positions, and their errors.
 
 #include "catch.hpp"
+#include "isa_levels.hpp"
 
 #include <tokenprune/tokenprune.hpp>
 
@@ -504,11 +505,18 @@ TEST_CASE("core: top-k of float scores ranks as the comparator does (descending,
   const std::vector<float> pool = {0.0f, -0.0f, 1.0f, -1.0f, 0.5f, -0.5f, 1e-42f, -1e-42f, 3.4e38f, -3.4e38f, 0.25f};
   std::uint32_t state = 12345;
   auto next = [&] { return state = state * 1664525u + 1013904223u; };
-  for (int trial = 0; trial < 200; ++trial) {
-    const auto n = static_cast<tokenprune::index_t>(1 + next() % 300);
+  // Trials 200 to 399 take few of many (k <= n / 4, n >= 128: the sampled candidate bound), with fresh values
+  // besides the pool; from 300 on the strided sample holds the best values (multiples of 8), so its bound passes
+  // fewer than k and the whole set is selected instead.
+  for (int trial = 0; trial < 400; ++trial) {
+    const bool few = trial >= 200;
+    const auto n = static_cast<tokenprune::index_t>(few ? 128 + next() % 1500 : 1 + next() % 300);
     std::vector<float> scores(static_cast<std::size_t>(n));
-    for (float& s : scores) s = pool[next() % pool.size()];
-    const auto k = static_cast<tokenprune::index_t>(next() % static_cast<std::uint32_t>(n + 1));
+    for (std::size_t i = 0; i < scores.size(); ++i) {
+      scores[i] = few && next() % 2 ? static_cast<float>(next() % 1000) * 0.001f : pool[next() % pool.size()];
+      if (trial >= 300 && i % 8 == 0) scores[i] = 4.0f + static_cast<float>(next() % 4);
+    }
+    const auto k = static_cast<tokenprune::index_t>(next() % static_cast<std::uint32_t>((few ? n / 4 : n) + 1));
     std::vector<tokenprune::index_t> order(scores.size()), expected, scratch(scores.size()), out(static_cast<std::size_t>(k));
     std::iota(order.begin(), order.end(), tokenprune::index_t{0});
     std::stable_sort(order.begin(), order.end(), [&](tokenprune::index_t a, tokenprune::index_t b) {
@@ -516,9 +524,15 @@ TEST_CASE("core: top-k of float scores ranks as the comparator does (descending,
     });
     expected.assign(order.begin(), order.begin() + k);
     std::sort(expected.begin(), expected.end());
-    tokenprune::kernels::top_k_ascending(std::span<const float>(scores), k, scratch, out);
     INFO("n " << n << " k " << k);
-    REQUIRE(out == expected);
+    const tokenprune::testing::IsaGuard guard;
+    for (tokenprune::Isa isa : tokenprune::testing::supported_levels()) {  // the candidate filter is a kernel
+      tokenprune::set_isa(isa);
+      INFO("isa " << tokenprune::isa_name(isa));
+      std::fill(out.begin(), out.end(), -1);
+      tokenprune::kernels::top_k_ascending(std::span<const float>(scores), k, scratch, out);
+      REQUIRE(out == expected);
+    }
     // The double path (the comparator itself) agrees too.
     const std::vector<double> wide(scores.begin(), scores.end());
     tokenprune::kernels::top_k_ascending(std::span<const double>(wide), k, scratch, out);

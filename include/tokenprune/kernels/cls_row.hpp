@@ -78,7 +78,7 @@ inline void cls_row_head_mean(const TokenMatrix& cls, std::span<double> sums, st
   assert(static_cast<index_t>(mean.size()) >= n);
   cls_row_sums(cls, sums, argument);
   const auto divisor = static_cast<double>(heads);
-  if (std::has_single_bit(static_cast<std::uint64_t>(heads))) {  // x / 2^k and x * 2^-k round the same real number
+  if ((heads & (heads - 1)) == 0) {  // x / 2^k and x * 2^-k round the same real number (no popcount call)
     const double scale = 1.0 / divisor;
     for (index_t j = 0; j < n; ++j)
       mean[static_cast<std::size_t>(j)] = static_cast<float>(sums[static_cast<std::size_t>(j)] * scale);

@@ -636,6 +636,7 @@ inline const KernelTable& table() {
                                        .pack_panel = &pack_panel,
                                        .row_hash = &row_hash,
                                        .cdpruner_row = &cdpruner_row,
-                                       .evs_dot_norm = &evs_dot_norm};
+                                       .evs_dot_norm = &evs_dot_norm,
+                                       .select_keys = &V::select_keys};
   return kernels;
 }

@@ -31,6 +31,28 @@ inline constexpr index_t kPanel = 48;
 // change any value; it only keeps the working set in cache).
 inline constexpr index_t kDepthBlock = 256;
 
+// The rank of (score, index) as one integer, smaller first: score descending, then index ascending (top-k's
+// order, kernels/topk.hpp). The float's bits are mapped to an order-reversing integer (negative floats after
+// positive ones), -0 is folded into +0 (they compare equal, so they tie), and the index fills the low half.
+inline std::uint64_t rank_key(float score, index_t index) {
+  std::uint32_t bits = std::bit_cast<std::uint32_t>(score);
+  bits = bits == 0x80000000u ? 0u : bits;                                         // branch-free: vectorizes
+  const auto negative = static_cast<std::uint32_t>(static_cast<std::int32_t>(bits) >> 31);  // all ones or 0
+  const std::uint32_t descending = bits ^ (~negative & 0x7fffffffu);
+  return (static_cast<std::uint64_t>(descending) << 32) | static_cast<std::uint64_t>(index);
+}
+// keys[c++] = rank_key(scores[i], i) for i in [i0, n) whose key <= bound, in order; keys[c] is written before c
+// can pass i (branch-free), so keys needs n entries. Returns c.
+inline index_t select_keys_from(const float* scores, index_t i0, index_t n, std::uint64_t bound, std::uint64_t* keys,
+                                index_t c) {
+  for (index_t i = i0; i < n; ++i) {
+    const std::uint64_t key = rank_key(scores[i], i);
+    keys[c] = key;
+    c += key <= bound ? 1 : 0;
+  }
+  return c;
+}
+
 struct KernelTable {
   Isa isa;
   int micro_rows, micro_cols;
@@ -69,6 +91,8 @@ struct KernelTable {
                        index_t stride, index_t t, double root, double* row, double* gain, index_t n);
   void (*evs_dot_norm)(const float* const* a, const float* const* b, index_t count, index_t d, double* dot,
                        double* norm);
+  // The rank keys <= bound of scores[0, n), in index order, into keys (n entries); returns their number.
+  index_t (*select_keys)(const float* scores, index_t n, std::uint64_t bound, std::uint64_t* keys);
 };
 
 // Packs panel `panel` of rows x d of x (row stride ld) into out (see level_body.inl): element (r, k) of the
@@ -91,6 +115,9 @@ inline void pack_panel_scalar(const float* x, index_t ld, index_t rows, index_t 
 namespace level_portable {
 inline constexpr Isa kIsa = Isa::portable;
 struct V {
+  static index_t select_keys(const float* scores, index_t n, std::uint64_t bound, std::uint64_t* keys) {
+    return select_keys_from(scores, 0, n, bound, keys, 0);
+  }
   using F = float;
   static constexpr int kLanes = 1, kMR = 4, kNRVectors = 16;
   static F zero() { return 0.0f; }
@@ -179,14 +206,17 @@ struct V {
 #if TOKENPRUNE_X86_DISPATCH
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,popcnt"))), apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c")
+#pragma GCC target("avx2,fma,f16c,popcnt")
 #endif
 namespace level_avx2 {
 inline constexpr Isa kIsa = Isa::avx2;
 struct V {
+  static index_t select_keys(const float* scores, index_t n, std::uint64_t bound, std::uint64_t* keys) {
+    return select_keys_from(scores, 0, n, bound, keys, 0);
+  }
   using F = __m256;
   static constexpr int kLanes = 8, kMR = 4, kNRVectors = 3;  // 12 accumulators of 16 registers
   static F zero() { return _mm256_setzero_ps(); }
@@ -320,11 +350,11 @@ struct V {
 #endif
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"))), \
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,popcnt"))), \
                              apply_to = function)
 #else
 #pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,prefer-vector-width=512")
+#pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,popcnt,prefer-vector-width=512")
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12 on its own _mm512_undefined_* in the intrinsics
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -415,6 +445,29 @@ struct V {
   }
   static void pack_panel(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out) {
     level_avx2::V::pack_panel(x, ld, rows, d, panel, out);
+  }
+  // rank_key of 16 scores at a time, compared as 8 64-bit keys twice; passing keys compressed in a register and
+  // stored whole (8 keys at keys + c never pass the block's end, as c <= i).
+  static index_t select_keys(const float* scores, index_t n, std::uint64_t bound, std::uint64_t* keys) {
+    const __m512i limit = _mm512_set1_epi64(static_cast<long long>(bound));
+    const __m512i negative_zero = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+    const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+    const __m512i iota = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    index_t i = 0, c = 0;
+    for (; i + 16 <= n; i += 16) {
+      __m512i bits = _mm512_loadu_si512(scores + i);
+      bits = _mm512_maskz_mov_epi32(_mm512_cmpneq_epi32_mask(bits, negative_zero), bits);
+      const __m512i descending = _mm512_xor_si512(bits, _mm512_andnot_si512(_mm512_srai_epi32(bits, 31), magnitude));
+      for (int half = 0; half < 2; ++half) {
+        const __m256i high = half == 0 ? _mm512_castsi512_si256(descending) : _mm512_extracti64x4_epi64(descending, 1);
+        const __m512i index = _mm512_add_epi64(iota, _mm512_set1_epi64(static_cast<long long>(i + 8 * half)));
+        const __m512i key = _mm512_or_si512(_mm512_slli_epi64(_mm512_cvtepu32_epi64(high), 32), index);
+        const __mmask8 pass = _mm512_cmple_epu64_mask(key, limit);
+        _mm512_storeu_si512(keys + c, _mm512_maskz_compress_epi64(pass, key));
+        c += std::popcount(static_cast<unsigned>(pass));
+      }
+    }
+    return select_keys_from(scores, i, n, bound, keys, c);
   }
 };
 #include <tokenprune/kernels/level_body.inl>
