@@ -362,7 +362,7 @@ inline void attention_rows(const float* rows, index_t count, index_t stride, ind
 }
 // fp16 rows, exactly: every fp16 value is a multiple of 2^-24, so sums of up to 8192 of them are exact in double
 // and the double path's order does not matter. Rows whose values all have |x| < 2 (attention probabilities; the
-// test is one bit, exponent field below 16, checked by OR-ing the raw bits on the way) are summed here in int32
+// test is one bit, the top exponent bit of the widened values, OR-ed on the way) are summed here in int32
 // fixed point (x 2^24 < 2^25, exact): the row total over 32 int32 lanes of at most 63 values each, then in int64;
 // the column sums in `fixed` over blocks of up to 62 rows, then added to `received` in double. Both are exact,
 // so they are the bits of the double path whenever that path is exact too (n <= 4064 and at most 8192 rows per
@@ -373,6 +373,7 @@ inline void attention_rows(const float* rows, index_t count, index_t stride, ind
 inline constexpr index_t kFixedMaxRows = 62, kFixedLaneValues = 63, kFixedMaxTokens = 4064;
 inline constexpr bool kFixedQuads = V::kLanes >= 16;
 inline constexpr std::uint16_t kFixedOutOfRange = 0x4000;  // fp16 exponent field >= 16: |x| >= 2, Inf or NaN
+inline constexpr std::uint32_t kFixedOutOfRangeWide = 0x40000000;  // the same values widened: fp32 exponent >= 128
 inline bool fixed_range(const std::uint16_t* row, index_t n) {  // every |x| < 2 (no NaN or Inf)
   std::uint16_t bits = 0;
   for (index_t j = 0; j < n; ++j) bits = static_cast<std::uint16_t>(bits | row[j]);
@@ -403,11 +404,13 @@ inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index
   const std::uint16_t* rows[R];  // local copies: the vector stores to `fixed` may alias anything in memory
   for (int r = 0; r < R; ++r) rows[r] = row_pointers[r];
   using I = typename V::I;
-  using H = typename V::H;
+  using F = typename V::F;
   constexpr int FL = V::kLanes, NI = kAttentionRowLanes / FL;
   constexpr index_t kSegment = kAttentionRowLanes * kFixedLaneValues;  // columns before the lanes go to int64
   std::int64_t total[R] = {};
-  H seen = V::hzero();  // the bits of every value OR-ed: only bit 14 is tested
+  // The fp32 bits of every widened value OR-ed (two rows per OR where one instruction takes three inputs): only
+  // bit 30, the top exponent bit, is tested: set exactly for |x| >= 2, Inf and NaN.
+  I seen = V::izero();
   index_t j = 0;
   while (j + kAttentionRowLanes <= n) {
     const index_t end = std::min(n - n % kAttentionRowLanes, j + kSegment);
@@ -418,10 +421,12 @@ inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index
       for (int r = 0; r < R; ++r) prefetch_ahead(rows[r] + j);  // 32 values: one 64-byte line
       for (int a = 0; a < NI; ++a) {
         I sum = V::iload(fixed + j + a * FL);
+        F wide[R];
+        for (int r = 0; r < R; ++r) wide[r] = V::load_half(rows[r] + j + a * FL);
+        for (int r = 0; r + 1 < R; r += 2) seen = V::ior3(seen, V::bits_of(wide[r]), V::bits_of(wide[r + 1]));
+        if constexpr (R % 2 == 1) seen = V::ior(seen, V::bits_of(wide[R - 1]));
         for (int r = 0; r < R; ++r) {
-          const H bits = V::hload(rows[r] + j + a * FL);
-          seen = V::hor(seen, bits);
-          const I x = V::to_fixed(V::half_of(bits));
+          const I x = V::to_fixed(wide[r]);
           sum = V::iadd(sum, x);
           acc[r][a] = V::iadd(acc[r][a], x);
         }
@@ -439,7 +444,7 @@ inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index
       fixed[j] = wrap_add(fixed[j], x);
       total[r] += x;
     }
-  if (V::hbits_clear(seen, kFixedOutOfRange) && (tail_bits & kFixedOutOfRange) == 0) {
+  if (V::ibits_clear(seen, kFixedOutOfRangeWide) && (tail_bits & kFixedOutOfRange) == 0) {
     for (int r = 0; r < R; ++r) totals[r] = static_cast<double>(total[r]) * 0x1p-24;  // |total| < 2^37: exact
     return true;
   }
@@ -447,7 +452,7 @@ inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index
   const index_t vector_end = n - n % kAttentionRowLanes;
   for (index_t c = 0; c < vector_end; c += FL) {
     I sum = V::iload(fixed + c);
-    for (int r = 0; r < R; ++r) sum = V::isub(sum, V::to_fixed(V::half_of(V::hload(rows[r] + c))));
+    for (int r = 0; r < R; ++r) sum = V::isub(sum, V::to_fixed(V::load_half(rows[r] + c)));
     V::istore(fixed + c, sum);
   }
   for (index_t c = vector_end; c < n; ++c)

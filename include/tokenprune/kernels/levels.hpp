@@ -175,13 +175,12 @@ struct V {
     const float scaled = x * 16777216.0f;
     return std::abs(scaled) < 2147483648.0f ? static_cast<std::int32_t>(scaled) : INT32_MIN;
   }
-  // The raw bits of kLanes 16-bit values, for range checks (hbits_clear: no lane has a bit of `mask` set).
-  using H = std::uint16_t;
-  static H hzero() { return 0; }
-  static H hload(const std::uint16_t* p) { return *p; }
-  static H hor(H a, H b) { return static_cast<H>(a | b); }
-  static bool hbits_clear(H x, std::uint16_t mask) { return (x & mask) == 0; }
-  static F half_of(H x) { return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(x)); }
+  // The bits of an F as an I, OR-ed (two or three at once), for range checks (ibits_clear: no lane has a bit of
+  // `mask` set).
+  static I bits_of(F x) { return std::bit_cast<I>(x); }
+  static I ior(I a, I b) { return a | b; }
+  static I ior3(I a, I b, I c) { return a | b | c; }
+  static bool ibits_clear(I x, std::uint32_t mask) { return (static_cast<std::uint32_t>(x) & mask) == 0; }
   // halving(x): the lanes of x reduced by halving (lane l plus lane l + kDLanes / 2, ...); isum(x): the lanes'
   // sum in int64 (exact, any order).
   static double halving(D x) { return x; }
@@ -271,14 +270,12 @@ struct V {
   static void istore(std::int32_t* p, I x) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), x); }
   static I iadd(I a, I b) { return _mm256_add_epi32(a, b); }
   static I isub(I a, I b) { return _mm256_sub_epi32(a, b); }
-  using H = __m128i;
-  static H hzero() { return _mm_setzero_si128(); }
-  static H hload(const std::uint16_t* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
-  static H hor(H a, H b) { return _mm_or_si128(a, b); }
-  static bool hbits_clear(H x, std::uint16_t mask) {
-    return _mm_testz_si128(x, _mm_set1_epi16(static_cast<short>(mask))) != 0;
+  static I bits_of(F x) { return _mm256_castps_si256(x); }
+  static I ior(I a, I b) { return _mm256_or_si256(a, b); }
+  static I ior3(I a, I b, I c) { return _mm256_or_si256(_mm256_or_si256(a, b), c); }
+  static bool ibits_clear(I x, std::uint32_t mask) {
+    return _mm256_testz_si256(x, _mm256_set1_epi32(static_cast<int>(mask))) != 0;
   }
-  static F half_of(H x) { return _mm256_cvtph_ps(x); }
   // x 2^24 by adding 24 to the exponent field (an integer add: zeros become +-2^-103, which convert to 0)
   static I to_fixed(F x) {
     return _mm256_cvtps_epi32(_mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(x), _mm256_set1_epi32(24 << 23))));
@@ -414,14 +411,12 @@ struct V {
   static void istore(std::int32_t* p, I x) { _mm512_storeu_si512(p, x); }
   static I iadd(I a, I b) { return _mm512_add_epi32(a, b); }
   static I isub(I a, I b) { return _mm512_sub_epi32(a, b); }
-  using H = __m256i;
-  static H hzero() { return _mm256_setzero_si256(); }
-  static H hload(const std::uint16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
-  static H hor(H a, H b) { return _mm256_or_si256(a, b); }
-  static bool hbits_clear(H x, std::uint16_t mask) {
-    return _mm256_testz_si256(x, _mm256_set1_epi16(static_cast<short>(mask))) != 0;
+  static I bits_of(F x) { return _mm512_castps_si512(x); }
+  static I ior(I a, I b) { return _mm512_or_si512(a, b); }
+  static I ior3(I a, I b, I c) { return _mm512_ternarylogic_epi32(a, b, c, 0xfe); }  // one instruction
+  static bool ibits_clear(I x, std::uint32_t mask) {
+    return _mm512_test_epi32_mask(x, _mm512_set1_epi32(static_cast<int>(mask))) == 0;
   }
-  static F half_of(H x) { return _mm512_cvtph_ps(x); }
   static I to_fixed(F x) {
     return _mm512_cvtps_epi32(_mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(x), _mm512_set1_epi32(24 << 23))));
   }
