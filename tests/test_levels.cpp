@@ -269,17 +269,19 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
     std::vector<double> received(static_cast<std::size_t>(n), 0.0);
     double total = 0.0;
     std::vector<float> block(static_cast<std::size_t>(std::max<index_t>(n, 16 * 37 + 9)), 0.0f);
-    k.attention_rows(x.data(), 1, n, n, 0, 1, block.data(), received.data(), &total);
-    CHECK(received == xd);
-    CHECK(total == row_total);
-    CHECK(std::all_of(block.begin(), block.begin() + n, [](float v) { return v == 0.0f; }));
-    // A head of strided fp32 rows with a tail, fed in two calls that split a block: blocks of 16 rows.
-    {
+    for (const bool paired : {false, true}) {  // one row at a time, or pairs with a prefetch: the same bits
+      INFO("paired " << paired);
+      std::fill(received.begin(), received.end(), 0.0);
+      k.attention_rows(x.data(), 1, n, n, 0, 1, block.data(), received.data(), &total, paired);
+      CHECK(received == xd);
+      CHECK(total == row_total);
+      CHECK(std::all_of(block.begin(), block.begin() + n, [](float v) { return v == 0.0f; }));
+      // A head of strided fp32 rows with a tail, fed in two calls that split a block: blocks of 16 rows.
       const index_t hn = 16 * 37 + 9, hstride = hn + 5;
       std::vector<double> sums(static_cast<std::size_t>(hn), 0.25), totals(static_cast<std::size_t>(head_rows));
-      k.attention_rows(head32.data(), 20, hstride, hn, 0, head_rows, block.data(), sums.data(), totals.data());
+      k.attention_rows(head32.data(), 20, hstride, hn, 0, head_rows, block.data(), sums.data(), totals.data(), paired);
       k.attention_rows(head32.data() + 20 * hstride, head_rows - 20, hstride, hn, 20, head_rows, block.data(),
-                       sums.data(), totals.data() + 20);
+                       sums.data(), totals.data() + 20, paired);
       CHECK(sums == head32_received);
       CHECK(totals == head32_totals);
       CHECK(std::all_of(block.begin(), block.end(), [](float v) { return v == 0.0f; }));

@@ -41,9 +41,9 @@ inline index_t padded(index_t n, index_t per_line) { return (n + per_line - 1) /
 class AttentionAccumulator {
  public:
   void reserve(index_t n) {
-    partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8)));
-    fixed_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 16)));
-    block_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 16)));
+    partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8) + 8));
+    fixed_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 16) + 16));
+    block_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 16) + 16));
   }
 
   // Starts a pass over n tokens and `heads` heads.
@@ -52,13 +52,13 @@ class AttentionAccumulator {
     stride_ = padded(n, 8);        // doubles
     narrow_stride_ = padded(n, 16);  // 4-byte elements: the same whole lines plus a spare line
     groups_ = head_groups(heads);
-    partial_.assign(static_cast<std::size_t>(2 * groups_ * stride_), 0.0);
+    partial_.assign(static_cast<std::size_t>(2 * groups_ * stride_ + 8), 0.0);  // + one line: line_start()
     // fp16 rows may take the exact fixed-point path when every double sum of the definition is exact too: at most
     // 8192 fp16 values per column sum (a group's heads times n) and per row (level_body.inl, attention_rows_half).
     const index_t group_heads = (heads + groups_ - 1) / std::max<index_t>(groups_, 1);
     fixed_ok_ = n <= 4064 && group_heads * n <= 8192;
-    fixed_.assign(fixed_ok_ ? static_cast<std::size_t>(groups_ * narrow_stride_) : 0, 0);
-    block_.assign(static_cast<std::size_t>(groups_ * narrow_stride_), 0.0f);
+    fixed_.assign(fixed_ok_ ? static_cast<std::size_t>(groups_ * narrow_stride_ + 16) : 0, 0);
+    block_.assign(static_cast<std::size_t>(groups_ * narrow_stride_ + 16), 0.0f);
   }
 
   // Adds query rows [i, i + count) (n values each, row stride `stride` elements) of a head in `group`; a head's
@@ -68,7 +68,7 @@ class AttentionAccumulator {
   template <Element T>
   [[nodiscard]] index_t add_rows(index_t group, index_t i, const T* rows, index_t count, index_t stride,
                                  const KernelTable& kernels) {
-    double* received = partial_.data() + 2 * group * stride_;
+    double* received = line_start(partial_.data()) + 2 * group * stride_;
     double* given = received + stride_;
     constexpr index_t kChunk = 256;  // rows per kernel call (the fp16 fixed-point path flushes every 62 rows)
     double totals[kChunk];
@@ -76,11 +76,11 @@ class AttentionAccumulator {
       const index_t m = std::min(kChunk, count - r0);
       const T* first = rows + r0 * stride;
       if constexpr (std::same_as<T, float>) {
-        kernels.attention_rows(first, m, stride, n_, i + r0, n_, block_.data() + group * narrow_stride_, received,
-                               totals);
+        kernels.attention_rows(first, m, stride, n_, i + r0, n_, line_start(block_.data()) + group * narrow_stride_,
+                               received, totals, paired_row_streams());
       } else if constexpr (std::same_as<T, Eigen::half>) {  // widened on the way, no row buffer
         kernels.attention_rows_half(reinterpret_cast<const std::uint16_t*>(first), m, stride, n_, received, totals,
-                                    fixed_ok_ ? fixed_.data() + group * narrow_stride_ : nullptr);
+                                    fixed_ok_ ? line_start(fixed_.data()) + group * narrow_stride_ : nullptr);
       } else {
         kernels.attention_rows_bf16(reinterpret_cast<const std::uint16_t*>(first), m, stride, n_, received, totals);
       }
@@ -102,7 +102,7 @@ class AttentionAccumulator {
     std::fill_n(received.begin(), n, 0.0);
     std::fill_n(given.begin(), n, 0.0);
     for (index_t g = 0; g < groups_; ++g) {
-      const double* part = partial_.data() + 2 * g * stride_;
+      const double* part = line_start(partial_.data()) + 2 * g * stride_;
       for (std::size_t j = 0; j < n; ++j) received[j] += part[j];
       for (std::size_t j = 0; j < n; ++j) given[j] += part[static_cast<std::size_t>(stride_) + j];
     }
@@ -117,6 +117,13 @@ class AttentionAccumulator {
   }
 
  private:
+  // The first 64-byte boundary of a vector that holds one spare line: every group's sums start a cache line, so
+  // that their vector loads and stores never split lines, whatever address the allocator returned.
+  template <class T>
+  static T* line_start(T* data) {
+    const auto offset = reinterpret_cast<std::uintptr_t>(data) % 64;
+    return data + (offset == 0 ? 0 : (64 - offset) / sizeof(T));
+  }
   index_t n_ = 0, stride_ = 0, narrow_stride_ = 0, groups_ = 0;
   bool fixed_ok_ = false;
   std::vector<double> partial_;  // per group: n received sums, then n given sums, each at stride_

@@ -67,8 +67,9 @@ struct KernelTable {
   // `count` fp32 query rows of n attention values (row stride `stride`), rows [first_row, first_row + count) of a
   // head of head_rows rows, into their column sums (received, through the open 16-row block in `partial`, n floats
   // zeroed at the head's start) and their row totals (totals[r] =): level_body.inl, attention_rows.
+  // paired: two rows per pass with a software prefetch, else one at a time (paired_row_streams(); same bits).
   void (*attention_rows)(const float* rows, index_t count, index_t stride, index_t n, index_t first_row,
-                         index_t head_rows, float* partial, double* received, double* totals);
+                         index_t head_rows, float* partial, double* received, double* totals, bool paired);
   // 16-bit rows: the same, but received += in row order in double, row totals over 32 double lanes.
   // fixed: n zeroed int32 of scratch (left zeroed) for the exact fixed-point path, which needs n <= 4064 and at most
   // 8192 values per column sum and row (then it gives the bits of the double path); nullptr: the double path.
