@@ -307,7 +307,7 @@ inline void attention_rows_fp32(const float* const* row_pointers, index_t n, flo
     for (int a = 0; a < NA; ++a) {
       F column = V::load(partial + j + a * FL);
       for (int r = 0; r < R; ++r) {
-        const F x = V::load(rows[r] + j + a * FL);
+        const F x = V::load_once(rows[r] + j + a * FL);
         column = V::add(column, x);
         acc[r][a] = V::add(acc[r][a], x);
       }

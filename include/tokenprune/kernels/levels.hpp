@@ -124,6 +124,9 @@ struct V {
   static F zero() { return 0.0f; }
   static F set1(float x) { return x; }
   static F load(const float* p) { return *p; }
+  // A load whose register serves several adds: the compiler may not fold it into each of them as a memory
+  // operand (a second load of the same, possibly line-splitting, address).
+  static F load_once(const float* p) { return *p; }
   static void store(float* p, F x) { *p = x; }
   static F fma(F a, F b, F c) { return std::fma(a, b, c); }
   static F mul(F a, F b) { return a * b; }
@@ -222,6 +225,11 @@ struct V {
   static F zero() { return _mm256_setzero_ps(); }
   static F set1(float x) { return _mm256_set1_ps(x); }
   static F load(const float* p) { return _mm256_loadu_ps(p); }
+  static F load_once(const float* p) {
+    F x = _mm256_loadu_ps(p);
+    __asm__("" : "+x"(x));  // x is a register from here on
+    return x;
+  }
   static void store(float* p, F x) { _mm256_storeu_ps(p, x); }
   static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F mul(F a, F b) { return _mm256_mul_ps(a, b); }
@@ -365,6 +373,11 @@ struct V {
   static F zero() { return _mm512_setzero_ps(); }
   static F set1(float x) { return _mm512_set1_ps(x); }
   static F load(const float* p) { return _mm512_loadu_ps(p); }
+  static F load_once(const float* p) {
+    F x = _mm512_loadu_ps(p);
+    __asm__("" : "+v"(x));  // x is a register from here on
+    return x;
+  }
   static void store(float* p, F x) { _mm512_storeu_ps(p, x); }
   static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
