@@ -41,9 +41,9 @@ inline index_t padded(index_t n, index_t per_line) { return (n + per_line - 1) /
 class AttentionAccumulator {
  public:
   void reserve(index_t n) {
-    partial_.reserve(static_cast<std::size_t>(2 * kHeadGroups * padded(n, 8) + 8));
-    fixed_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 16) + 16));
-    block_.reserve(static_cast<std::size_t>(kHeadGroups * padded(n, 16) + 16));
+    partial_.reserve(with_spare_line<double>(2 * kHeadGroups * padded(n, 8)));
+    fixed_.reserve(with_spare_line<std::int32_t>(kHeadGroups * padded(n, 16)));
+    block_.reserve(with_spare_line<float>(kHeadGroups * padded(n, 16)));
   }
 
   // Starts a pass over n tokens and `heads` heads.
@@ -52,13 +52,13 @@ class AttentionAccumulator {
     stride_ = padded(n, 8);        // doubles
     narrow_stride_ = padded(n, 16);  // 4-byte elements: the same whole lines plus a spare line
     groups_ = head_groups(heads);
-    partial_.assign(static_cast<std::size_t>(2 * groups_ * stride_ + 8), 0.0);  // + one line: line_start()
+    partial_.assign(with_spare_line<double>(2 * groups_ * stride_), 0.0);
     // fp16 rows may take the exact fixed-point path when every double sum of the definition is exact too: at most
     // 8192 fp16 values per column sum (a group's heads times n) and per row (level_body.inl, attention_rows_half).
     const index_t group_heads = (heads + groups_ - 1) / std::max<index_t>(groups_, 1);
     fixed_ok_ = n <= 4064 && group_heads * n <= 8192;
-    fixed_.assign(fixed_ok_ ? static_cast<std::size_t>(groups_ * narrow_stride_ + 16) : 0, 0);
-    block_.assign(static_cast<std::size_t>(groups_ * narrow_stride_ + 16), 0.0f);
+    fixed_.assign(fixed_ok_ ? with_spare_line<std::int32_t>(groups_ * narrow_stride_) : 0, 0);
+    block_.assign(with_spare_line<float>(groups_ * narrow_stride_), 0.0f);
   }
 
   // Adds query rows [i, i + count) (n values each, row stride `stride` elements) of a head in `group`; a head's
@@ -117,8 +117,13 @@ class AttentionAccumulator {
   }
 
  private:
-  // The first 64-byte boundary of a vector that holds one spare line: every group's sums start a cache line, so
-  // that their vector loads and stores never split lines, whatever address the allocator returned.
+  // Each vector holds one spare line (with_spare_line), and its sums start at the first 64-byte boundary in it
+  // (line_start): every group's sums start a cache line, so that their vector loads and stores never split
+  // lines, whatever address the allocator returned.
+  template <class T>
+  static std::size_t with_spare_line(index_t count) {
+    return static_cast<std::size_t>(count) + 64 / sizeof(T);
+  }
   template <class T>
   static T* line_start(T* data) {
     const auto offset = reinterpret_cast<std::uintptr_t>(data) % 64;

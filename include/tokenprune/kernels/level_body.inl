@@ -348,23 +348,16 @@ inline void flush_partial(float* partial, index_t n, double* received) {
   }
 }
 // Rows [first_row, first_row + count) of a head of head_rows rows; `partial` holds the open block's sums.
-// paired: two rows of a block per pass over `partial` with a software prefetch (Zen 5: 1.34x a read of 16 x 576 x
-// 576 maps, against 1.45x row by row); else one row at a time, a single stream left to the hardware prefetcher
-// (Zen 4: 1.27x, against 2.4x paired, whose two streams 2304 bytes apart its prefetchers follow badly). The same
-// additions in the same order either way: the same bits.
+// paired: two rows of a block per pass over `partial`, with a software prefetch (Zen 5: 1.34x a read of 16 x 576 x
+// 576 maps, against 1.45x row by row with the same prefetch); else one row at a time, a single stream left to the
+// hardware prefetcher (a micro-benchmark on a Zen 4: 1.27x, against 2.4x paired). The same additions in the same
+// order either way: the same bits.
 inline void attention_rows(const float* rows, index_t count, index_t stride, index_t n, index_t first_row,
                            index_t head_rows, float* partial, double* received, double* totals, bool paired) {
   const auto ends_block = [&](index_t i) { return (i + 1) % kFp32ColumnBlock == 0 || i + 1 == head_rows; };
   for (index_t r = 0; r < count;) {
     const index_t i = first_row + r;
-    if (!paired) {
-      const float* row = rows + r * stride;
-      attention_rows_fp32<1, false>(&row, n, partial, totals + r);
-      r += 1;
-      if (ends_block(i)) flush_partial(partial, n, received);
-      continue;
-    }
-    if (r + 1 < count && !ends_block(i)) {  // rows i and i + 1 share a block
+    if (paired && r + 1 < count && !ends_block(i)) {  // rows i and i + 1 share a block
       const float* pair[2] = {rows + r * stride, rows + (r + 1) * stride};
       attention_rows_fp32<2, true>(pair, n, partial, totals + r);
       r += 2;
@@ -372,7 +365,11 @@ inline void attention_rows(const float* rows, index_t count, index_t stride, ind
       continue;
     }
     const float* row = rows + r * stride;
-    attention_rows_fp32<1, true>(&row, n, partial, totals + r);
+    if (paired) {
+      attention_rows_fp32<1, true>(&row, n, partial, totals + r);
+    } else {
+      attention_rows_fp32<1, false>(&row, n, partial, totals + r);
+    }
     r += 1;
     if (ends_block(i)) flush_partial(partial, n, received);
   }
