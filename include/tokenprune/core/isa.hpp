@@ -69,9 +69,9 @@ inline bool cpu_has_f16c() noexcept {
 #endif
 
 // How the fp32 attention kernels stream rows (kernels/level_body.inl, attention_rows): true = two rows per pass with
-// a software prefetch, measured best on AMD Zen 5 (CPUID family 0x1A and later); false = one row at a time, left to
-// the hardware prefetcher, best on the Zen 4 measured (family 0x19) and the default elsewhere. Only speed depends
-// on it: both give the same bits.
+// a software prefetch into L1, measured best on AMD Zen 5 (CPUID family 0x1A and later); false = one row at a
+// time with a prefetch into L2, best on the Zen 4 measured (family 0x19) and the default elsewhere. Only speed
+// depends on it: both give the same bits.
 [[nodiscard]] inline bool paired_row_streams() noexcept {
 #if TOKENPRUNE_X86_DISPATCH
   static const bool paired = [] {

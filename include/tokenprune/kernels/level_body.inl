@@ -213,9 +213,13 @@ inline constexpr int kAttentionRowLanes = 32;
 // The maps are one stream read once; the hardware prefetcher alone left the kernels waiting on it (fp32 maps 1.6x
 // a read without this, 1.2x with it on Zen 5; 8 to 16 KB ahead measured alike). A prefetch changes no value.
 inline constexpr std::ptrdiff_t kPrefetchBytes = 16384;
-template <class E>
+// Where the prefetched line goes: l1 (prefetcht0) or l2 (prefetcht2 on x86: L2, not L1). One fp32 row at a time
+// on a Zen 4: 1.0 to 1.3x a read of the maps with l2, 1.2 to 1.5x with l1 at the same distance, 1.2 to 1.6x
+// without (interleaved micro-benchmark); 16-bit rows measured alike either way (bound by conversions).
+enum class PrefetchTo { l1 = 3, l2 = 1 };
+template <PrefetchTo To = PrefetchTo::l1, class E>
 inline void prefetch_ahead(const E* p) {
-  __builtin_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes);
+  __builtin_prefetch(reinterpret_cast<const char*>(p) + kPrefetchBytes, 0, static_cast<int>(To));
 }
 template <class Load, class E>
 inline double attention_row_of(const E* row, index_t n, double* received) {
@@ -282,10 +286,9 @@ struct AttentionBf16 {
 // load-add-store per 4 or 8 values measured 1.9x a read of the maps on the AVX2 level, 1.4x on AVX-512.
 inline constexpr int kFp32RowLanes = 64;
 inline constexpr index_t kFp32ColumnBlock = 16;
-inline constexpr index_t kPrefetchAhead = 2048;  // values: 8 KB ahead in the stream of rows
 // R consecutive rows of one block (R = 1 or 2): `partial` is loaded and stored once for all of them, each value
 // still added in row order.
-template <int R, bool Prefetch>
+template <int R, PrefetchTo To>
 inline void attention_rows_fp32(const float* const* row_pointers, index_t n, float* partial, double* totals) {
   const float* rows[R];  // local copies: the vector stores to `partial` may alias anything in memory
   for (int r = 0; r < R; ++r) rows[r] = row_pointers[r];
@@ -298,9 +301,8 @@ inline void attention_rows_fp32(const float* const* row_pointers, index_t n, flo
     for (int a = 0; a < NA; ++a) acc[r][a] = V::zero();
   index_t j = 0;
   for (; j + kFp32RowLanes <= n; j += kFp32RowLanes) {
-    if constexpr (Prefetch)
-      for (int r = 0; r < R; ++r)
-        for (int c = 0; c < kFp32RowLanes; c += 16) prefetch_ahead(rows[r] + j + c);  // 64-byte lines
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < kFp32RowLanes; c += 16) prefetch_ahead<To>(rows[r] + j + c);  // 64-byte lines
     // Unrolled, so that the row lanes stay in registers (GCC 12 left this loop rolled, with acc[][] on the stack:
     // a store and a reload per vector; no time measured apart from that on a Zen 4).
 #pragma GCC unroll 16
@@ -348,10 +350,10 @@ inline void flush_partial(float* partial, index_t n, double* received) {
   }
 }
 // Rows [first_row, first_row + count) of a head of head_rows rows; `partial` holds the open block's sums.
-// paired: two rows of a block per pass over `partial`, with a software prefetch (Zen 5: 1.34x a read of 16 x 576 x
-// 576 maps, against 1.45x row by row with the same prefetch); else one row at a time, a single stream left to the
-// hardware prefetcher (a micro-benchmark on a Zen 4: 1.27x, against 2.4x paired). The same additions in the same
-// order either way: the same bits.
+// paired: two rows of a block per pass over `partial`, with a prefetch into L1 (Zen 5: 1.34x a read of 16 x 576 x
+// 576 maps, against 1.45x row by row with the same prefetch); else one row at a time with a prefetch into L2 (Zen 4,
+// BM_FoPruRank: 1.04-1.29x, against 1.9-2.2x without a prefetch; pairs 2.4x in a micro-benchmark there). The same
+// additions in the same order either way: the same bits.
 inline void attention_rows(const float* rows, index_t count, index_t stride, index_t n, index_t first_row,
                            index_t head_rows, float* partial, double* received, double* totals, bool paired) {
   const auto ends_block = [&](index_t i) { return (i + 1) % kFp32ColumnBlock == 0 || i + 1 == head_rows; };
@@ -359,16 +361,16 @@ inline void attention_rows(const float* rows, index_t count, index_t stride, ind
     const index_t i = first_row + r;
     if (paired && r + 1 < count && !ends_block(i)) {  // rows i and i + 1 share a block
       const float* pair[2] = {rows + r * stride, rows + (r + 1) * stride};
-      attention_rows_fp32<2, true>(pair, n, partial, totals + r);
+      attention_rows_fp32<2, PrefetchTo::l1>(pair, n, partial, totals + r);
       r += 2;
       if (ends_block(i + 1)) flush_partial(partial, n, received);
       continue;
     }
     const float* row = rows + r * stride;
     if (paired) {
-      attention_rows_fp32<1, true>(&row, n, partial, totals + r);
+      attention_rows_fp32<1, PrefetchTo::l1>(&row, n, partial, totals + r);
     } else {
-      attention_rows_fp32<1, false>(&row, n, partial, totals + r);
+      attention_rows_fp32<1, PrefetchTo::l2>(&row, n, partial, totals + r);
     }
     r += 1;
     if (ends_block(i)) flush_partial(partial, n, received);
