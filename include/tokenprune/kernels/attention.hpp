@@ -58,7 +58,7 @@ class AttentionAccumulator {
     const index_t group_heads = (heads + groups_ - 1) / std::max<index_t>(groups_, 1);
     fixed_ok_ = n <= 4064 && group_heads * n <= 8192;
     fixed_.assign(fixed_ok_ ? with_spare_line<std::int32_t>(groups_ * narrow_stride_) : 0, 0);
-    block_.assign(with_spare_line<float>(groups_ * narrow_stride_), 0.0f);
+    block_.resize(with_spare_line<float>(groups_ * narrow_stride_));  // scratch: each block starts from its first row
   }
 
   // Adds query rows [i, i + count) (n values each, row stride `stride` elements) of a head in `group`; a head's

@@ -65,8 +65,9 @@ struct KernelTable {
   double (*dot)(const double* a, const double* b, index_t n);
   double (*row_dot)(const std::int32_t* cols, const float* e, index_t count, const double* x);
   // `count` fp32 query rows of n attention values (row stride `stride`), rows [first_row, first_row + count) of a
-  // head of head_rows rows, into their column sums (received, through the open 16-row block in `partial`, n floats
-  // zeroed at the head's start) and their row totals (totals[r] =): level_body.inl, attention_rows.
+  // head of head_rows rows, into their column sums (received, through the open 16-row block in `partial`: n floats
+  // of scratch, whatever they hold when a block opens) and their row totals (totals[r] =): level_body.inl,
+  // attention_rows.
   // paired: two rows per pass with a software prefetch, else one at a time (paired_row_streams(); same bits).
   void (*attention_rows)(const float* rows, index_t count, index_t stride, index_t n, index_t first_row,
                          index_t head_rows, float* partial, double* received, double* totals, bool paired);
