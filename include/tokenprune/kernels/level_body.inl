@@ -64,8 +64,8 @@ inline void micro_tile(const float* a, const float* b, index_t kc, float* c, ind
 
 // out (h x w, row stride ld) = A B^T for rows [i0, i0 + h) of the packed `a` and rows [j0, j0 + w) of the packed
 // `b` (i0, j0 multiples of kPanel), over depth d. With `lower`, only micro-tiles holding some entry j <= i are
-// computed (entries above the diagonal may be written too and are to be ignored). Depth blocks of kDepthBlock keep
-// the b block in L1 and the a blocks in L2; they do not change the arithmetic.
+// computed (entries above the diagonal may be written too and are to be ignored). Depth blocks of V::kDepthBlock
+// keep the b block in L1 and the a blocks in L2; they do not change the arithmetic.
 inline void gram_tile(const float* a, const float* b, index_t d, index_t i0, index_t h, index_t j0, index_t w,
                       float* out, index_t ld, bool lower) {
   constexpr int MR = V::kMR, NR = V::kNRVectors * V::kLanes;
@@ -76,8 +76,9 @@ inline void gram_tile(const float* a, const float* b, index_t d, index_t i0, ind
     return;
   }
   alignas(64) float edge[MR * NR];  // a micro-tile that overhangs the output
-  for (index_t k0 = 0; k0 < d; k0 += kDepthBlock) {
-    const index_t kc = d - k0 < kDepthBlock ? d - k0 : kDepthBlock;
+  constexpr index_t KC = V::kDepthBlock;
+  for (index_t k0 = 0; k0 < d; k0 += KC) {
+    const index_t kc = d - k0 < KC ? d - k0 : KC;
     const bool resume = k0 > 0;
     for (index_t c0 = 0; c0 < w; c0 += NR) {
       const float* bp = b + ((j0 + c0) / kPanel) * kPanel * d + k0 * kPanel + (j0 + c0) % kPanel;
