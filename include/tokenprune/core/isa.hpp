@@ -68,26 +68,6 @@ inline bool cpu_has_f16c() noexcept {
 }  // namespace detail
 #endif
 
-// How the fp32 attention kernels stream rows (kernels/level_body.inl, attention_rows): true = two rows per pass with
-// a software prefetch into L1, measured best on AMD Zen 5 (CPUID family 0x1A and later); false = one row at a
-// time with a prefetch into L2, best on the Zen 4 measured (family 0x19) and the default elsewhere. Only speed
-// depends on it: both give the same bits.
-[[nodiscard]] inline bool paired_row_streams() noexcept {
-#if TOKENPRUNE_X86_DISPATCH
-  static const bool paired = [] {
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    if (__get_cpuid(0, &a, &b, &c, &d) == 0) return false;
-    const bool amd = b == 0x68747541u && d == 0x69746e65u && c == 0x444d4163u;  // "AuthenticAMD"
-    if (!amd || __get_cpuid(1, &a, &b, &c, &d) == 0) return false;
-    const unsigned family = ((a >> 8) & 0xfu) + (((a >> 8) & 0xfu) == 0xfu ? ((a >> 20) & 0xffu) : 0u);
-    return family >= 0x1au;
-  }();
-  return paired;
-#else
-  return false;
-#endif
-}
-
 // Whether this CPU (and its operating system, which must save the wider registers) runs the level.
 [[nodiscard]] inline bool isa_supported(Isa isa) noexcept {
 #if TOKENPRUNE_X86_DISPATCH

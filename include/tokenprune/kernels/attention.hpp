@@ -77,7 +77,7 @@ class AttentionAccumulator {
       const T* first = rows + r0 * stride;
       if constexpr (std::same_as<T, float>) {
         kernels.attention_rows(first, m, stride, n_, i + r0, n_, line_start(block_.data()) + group * narrow_stride_,
-                               received, totals, paired_row_streams());
+                               received, totals);
       } else if constexpr (std::same_as<T, Eigen::half>) {  // widened on the way, no row buffer
         kernels.attention_rows_half(reinterpret_cast<const std::uint16_t*>(first), m, stride, n_, received, totals,
                                     fixed_ok_ ? line_start(fixed_.data()) + group * narrow_stride_ : nullptr);

@@ -287,39 +287,32 @@ struct AttentionBf16 {
 // load-add-store per 4 or 8 values measured 1.9x a read of the maps on the AVX2 level, 1.4x on AVX-512.
 inline constexpr int kFp32RowLanes = 64;
 inline constexpr index_t kFp32ColumnBlock = 16;
-// R consecutive rows of one block (R = 1 or 2): `partial` is loaded and stored once for all of them, each value
-// still added in row order. Opens: the first row starts the block, so the column sums start from it (no load of
-// `partial`); Closes: the last row ends it, so the sums go to `received` in double (no store of `partial`, which
-// the next block opens again). Starting from the row instead of from +0 gives the same bits: x and +0 + x differ
-// only for x = -0, and +0 / -0 give the same value in every later sum and at `received` (which starts at +0 and
-// so is never -0). Measured on a Zen 4: a separate pass over `partial` per block took 10% of FoPru's time.
-template <int R, PrefetchTo To, bool Opens, bool Closes>
-inline void attention_rows_fp32(const float* const* row_pointers, index_t n, float* partial, double* received,
-                                double* totals) {
-  const float* rows[R];  // local copies: the vector stores to `partial` may alias anything in memory
-  for (int r = 0; r < R; ++r) rows[r] = row_pointers[r];
+// One row of a block. Opens: the row starts the block, so the column sums start from it (no load of `partial`);
+// Closes: the row ends it, so the sums go to `received` in double (no store of `partial`, which the next block
+// opens again). Starting from the row instead of from +0 gives the same bits: x and +0 + x differ only for x = -0,
+// and +0 / -0 give the same value in every later sum and at `received` (which starts at +0 and so is never -0).
+// Measured on a Zen 4: a separate pass over `partial` per block took 10% of FoPru's time.
+template <bool Opens, bool Closes>
+inline void attention_row_fp32(const float* row, index_t n, float* partial, double* received, double* total) {
   using F = typename V::F;
   using D = typename V::D;
   constexpr int FL = V::kLanes, DL = V::kDLanes, NA = kFp32RowLanes / FL, ND = kFp32RowLanes / DL;
   static_assert(kFp32RowLanes % FL == 0 && FL % DL == 0, "lanes must tile a chunk");
-  F acc[R][NA];
-  for (int r = 0; r < R; ++r)
-    for (int a = 0; a < NA; ++a) acc[r][a] = V::zero();
+  // Every loop over the lanes is unrolled, so that acc[] lives in registers: with a loop over them left rolled
+  // before the main loop is unrolled, GCC 12 kept acc[] on the stack at avx2 (a load and a store per vector; fp32
+  // maps 0.48 against 0.42 ms a head set, Zen 5).
+  F acc[NA];
+#pragma GCC unroll 16
+  for (int a = 0; a < NA; ++a) acc[a] = V::zero();
   index_t j = 0;
   for (; j + kFp32RowLanes <= n; j += kFp32RowLanes) {
-    for (int r = 0; r < R; ++r)
-      for (int c = 0; c < kFp32RowLanes; c += 16) prefetch_ahead<To>(rows[r] + j + c);  // 64-byte lines
-    // Unrolled, so that the row lanes stay in registers (GCC 12 left this loop rolled, with acc[][] on the stack:
-    // a store and a reload per vector; no time measured apart from that on a Zen 4).
+    for (int c = 0; c < kFp32RowLanes; c += 16) prefetch_ahead<PrefetchTo::l2>(row + j + c);  // 64-byte lines
 #pragma GCC unroll 16
     for (int a = 0; a < NA; ++a) {
       float* sums = partial + j + a * FL;
-      F column = Opens ? V::zero() : V::load(sums);
-      for (int r = 0; r < R; ++r) {
-        const F x = V::load_once(rows[r] + j + a * FL);
-        column = Opens && r == 0 ? x : V::add(column, x);
-        acc[r][a] = V::add(acc[r][a], x);
-      }
+      const F x = V::load_once(row + j + a * FL);
+      const F column = Opens ? x : V::add(V::load(sums), x);
+      acc[a] = V::add(acc[a], x);
       if constexpr (Closes) {
         D wide[FL / DL];
         V::to_double(column, wide);
@@ -330,61 +323,44 @@ inline void attention_rows_fp32(const float* const* row_pointers, index_t n, flo
       }
     }
   }
-  for (int r = 0; r < R; ++r) {
-    if (j < n) {  // the tail columns, after every vector chunk: each lane stays in order of j
-      alignas(64) float lanes[kFp32RowLanes];
-      for (int a = 0; a < NA; ++a) V::store(lanes + a * FL, acc[r][a]);
-      for (index_t t = j; t < n; ++t) {
-        partial[t] = Opens && r == 0 ? rows[r][t] : partial[t] + rows[r][t];
-        lanes[t % kFp32RowLanes] += rows[r][t];
-      }
-      for (int a = 0; a < NA; ++a) acc[r][a] = V::load(lanes + a * FL);
+  if (j < n) {  // the tail columns, after every vector chunk: each lane stays in order of j
+    alignas(64) float lanes[kFp32RowLanes];
+#pragma GCC unroll 16
+    for (int a = 0; a < NA; ++a) V::store(lanes + a * FL, acc[a]);
+    for (index_t t = j; t < n; ++t) {
+      partial[t] = Opens ? row[t] : partial[t] + row[t];
+      lanes[t % kFp32RowLanes] += row[t];
     }
-    D wide[ND];
-    for (int a = 0; a < NA; ++a) V::to_double(acc[r][a], wide + a * (FL / DL));
-    for (int count = ND; count > 1; count /= 2)  // lane l + 32 is vector v + ND / 2, ...; then within one vector
-      for (int v = 0; v < count / 2; ++v) wide[v] = V::dadd(wide[v], wide[v + count / 2]);
-    totals[r] = V::halving(wide[0]);
+#pragma GCC unroll 16
+    for (int a = 0; a < NA; ++a) acc[a] = V::load(lanes + a * FL);
+    if constexpr (Closes)
+      for (index_t t = j; t < n; ++t) received[t] += static_cast<double>(partial[t]);
   }
-  if constexpr (Closes)
-    for (index_t t = j; t < n; ++t) received[t] += static_cast<double>(partial[t]);
+  D wide[ND];
+#pragma GCC unroll 16
+  for (int a = 0; a < NA; ++a) V::to_double(acc[a], wide + a * (FL / DL));
+  for (int count = ND; count > 1; count /= 2)  // lane l + 32 is vector v + ND / 2, ...; then within one vector
+    for (int v = 0; v < count / 2; ++v) wide[v] = V::dadd(wide[v], wide[v + count / 2]);
+  *total = V::halving(wide[0]);
 }
-// One call of attention_rows_fp32 with its block flags as template arguments.
-template <int R, PrefetchTo To>
-inline void attention_rows_fp32(const float* const* rows, index_t n, float* partial, double* received, double* totals,
-                                bool opens, bool closes) {
-  if (opens) {
-    closes ? attention_rows_fp32<R, To, true, true>(rows, n, partial, received, totals)
-           : attention_rows_fp32<R, To, true, false>(rows, n, partial, received, totals);
-  } else {
-    closes ? attention_rows_fp32<R, To, false, true>(rows, n, partial, received, totals)
-           : attention_rows_fp32<R, To, false, false>(rows, n, partial, received, totals);
-  }
-}
-// Rows [first_row, first_row + count) of a head of head_rows rows; `partial` holds the open block's sums.
-// paired: two rows of a block per pass over `partial`, with a prefetch into L1 (Zen 5: 1.34x a read of 16 x 576 x
-// 576 maps, against 1.45x row by row with the same prefetch); else one row at a time with a prefetch into L2 (Zen 4,
-// BM_FoPruRank: 1.04-1.29x, against 1.9-2.2x without a prefetch; pairs 2.4x in a micro-benchmark there). The same
-// additions in the same order either way: the same bits.
+// Rows [first_row, first_row + count) of a head of head_rows rows, one at a time with a prefetch into L2;
+// `partial` holds the open block's sums. Measured against two rows per pass (one load and store of `partial` for
+// both) with a prefetch into L1, interleaved in BM_FoPruRank at 16 x 576 x 576, 1 thread: Zen 4 1.04-1.29x a read
+// against 2.4x (micro-benchmark); Zen 5 (avx512, 5 rounds) 1.51-1.70x against 1.56-2.34x, and the qwen2vl case
+// 3.3-3.7 against 5.1-5.2 ms. Pairs were the Zen 5's best only before the L2 prefetch existed.
 inline void attention_rows(const float* rows, index_t count, index_t stride, index_t n, index_t first_row,
-                           index_t head_rows, float* partial, double* received, double* totals, bool paired) {
-  const auto opens_block = [](index_t i) { return i % kFp32ColumnBlock == 0; };
-  const auto ends_block = [&](index_t i) { return (i + 1) % kFp32ColumnBlock == 0 || i + 1 == head_rows; };
-  for (index_t r = 0; r < count;) {
+                           index_t head_rows, float* partial, double* received, double* totals) {
+  for (index_t r = 0; r < count; ++r) {
     const index_t i = first_row + r;
-    if (paired && r + 1 < count && !ends_block(i)) {  // rows i and i + 1 share a block
-      const float* pair[2] = {rows + r * stride, rows + (r + 1) * stride};
-      attention_rows_fp32<2, PrefetchTo::l1>(pair, n, partial, received, totals + r, opens_block(i), ends_block(i + 1));
-      r += 2;
-      continue;
-    }
+    const bool opens = i % kFp32ColumnBlock == 0, closes = (i + 1) % kFp32ColumnBlock == 0 || i + 1 == head_rows;
     const float* row = rows + r * stride;
-    if (paired) {
-      attention_rows_fp32<1, PrefetchTo::l1>(&row, n, partial, received, totals + r, opens_block(i), ends_block(i));
+    if (opens) {
+      closes ? attention_row_fp32<true, true>(row, n, partial, received, totals + r)
+             : attention_row_fp32<true, false>(row, n, partial, received, totals + r);
     } else {
-      attention_rows_fp32<1, PrefetchTo::l2>(&row, n, partial, received, totals + r, opens_block(i), ends_block(i));
+      closes ? attention_row_fp32<false, true>(row, n, partial, received, totals + r)
+             : attention_row_fp32<false, false>(row, n, partial, received, totals + r);
     }
-    r += 1;
   }
 }
 // fp16 rows, exactly: every fp16 value is a multiple of 2^-24, so sums of up to 8192 of them are exact in double

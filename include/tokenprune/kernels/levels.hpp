@@ -27,10 +27,9 @@ namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
 // Rows per packed panel of a Gram operand (see level_body.inl); every level's micro-tiles divide it.
 inline constexpr index_t kPanel = 48;
-// Depth block of the Gram micro-kernels: a fixed constant, never derived from the CPU's cache sizes (it does not
-// change any value: a block resumes each FMA chain where the last one stopped; it only keeps the working set in
-// cache). Levels may choose their own (V::kDepthBlock).
-inline constexpr index_t kDepthBlock = 256;
+// Each level's V::kDepthBlock is the depth block of its Gram micro-kernels: a fixed constant, never derived from
+// the CPU's cache sizes (it does not change any value: a block resumes each FMA chain where the last one stopped;
+// it only keeps the working set in cache).
 
 // The rank of (score, index) as one integer, smaller first: score descending, then index ascending (top-k's
 // order, kernels/topk.hpp). The float's bits are mapped to an order-reversing integer (negative floats after
@@ -69,9 +68,8 @@ struct KernelTable {
   // head of head_rows rows, into their column sums (received, through the open 16-row block in `partial`: n floats
   // of scratch, whatever they hold when a block opens) and their row totals (totals[r] =): level_body.inl,
   // attention_rows.
-  // paired: two rows per pass with a software prefetch, else one at a time (paired_row_streams(); same bits).
   void (*attention_rows)(const float* rows, index_t count, index_t stride, index_t n, index_t first_row,
-                         index_t head_rows, float* partial, double* received, double* totals, bool paired);
+                         index_t head_rows, float* partial, double* received, double* totals);
   // 16-bit rows: the same, but received += in row order in double, row totals over 32 double lanes.
   // fixed: n zeroed int32 of scratch (left zeroed) for the exact fixed-point path, which needs n <= 4064 and at most
   // 8192 values per column sum and row (then it gives the bits of the double path); nullptr: the double path.
@@ -123,7 +121,7 @@ struct V {
   }
   using F = float;
   static constexpr int kLanes = 1, kMR = 4, kNRVectors = 16;
-  static constexpr index_t kDepthBlock = kernels::kDepthBlock;
+  static constexpr index_t kDepthBlock = 256;
   static F zero() { return 0.0f; }
   static F set1(float x) { return x; }
   static F load(const float* p) { return *p; }
@@ -377,7 +375,7 @@ inline constexpr Isa kIsa = Isa::avx512;
 struct V {
   using F = __m512;
   static constexpr int kLanes = 16, kMR = 8, kNRVectors = 3;  // 24 accumulators of 32 registers
-  static constexpr index_t kDepthBlock = kernels::kDepthBlock;  // 64 and 128 measured no faster on a Zen 4
+  static constexpr index_t kDepthBlock = 256;  // 64 and 128 measured no faster on a Zen 4
   static F zero() { return _mm512_setzero_ps(); }
   static F set1(float x) { return _mm512_set1_ps(x); }
   static F load(const float* p) { return _mm512_loadu_ps(p); }
