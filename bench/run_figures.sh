@@ -64,9 +64,12 @@ fi
 if [[ $NATIVE == 1 ]]; then native_flag=ON; else native_flag=OFF; fi
 echo "== build ($BUILD, Release, TOKENPRUNE_NATIVE=$native_flag)"
 mkdir -p "$(dirname "$BUILD")"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTOKENPRUNE_NATIVE=$native_flag \
-  -DTOKENPRUNE_BUILD_TESTS=OFF -DTOKENPRUNE_BUILD_EXAMPLES=OFF -DTOKENPRUNE_BUILD_TOOLS=ON \
-  -DTOKENPRUNE_BUILD_BENCHMARKS=ON >"$BUILD.configure.log" 2>&1 ||
+# A new folder builds only what the figures need; an existing one (a developer's build with its tests) keeps
+# its other targets, so that its tokenprune_tests does not go stale behind this run.
+lean=()
+[[ -f "$BUILD/CMakeCache.txt" ]] || lean=(-DTOKENPRUNE_BUILD_TESTS=OFF -DTOKENPRUNE_BUILD_EXAMPLES=OFF)
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTOKENPRUNE_NATIVE=$native_flag "${lean[@]}" \
+  -DTOKENPRUNE_BUILD_TOOLS=ON -DTOKENPRUNE_BUILD_BENCHMARKS=ON >"$BUILD.configure.log" 2>&1 ||
   { cat "$BUILD.configure.log"; exit 1; }
 grep -E '^-- tokenprune: .*(OpenBLAS|benchmark)' "$BUILD.configure.log" || true
 targets=(tokenprune_bench)

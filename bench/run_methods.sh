@@ -59,8 +59,11 @@ inherited=${OPENBLAS_CORETYPE:-<unset>}
 if [[ $FLOOR_CORETYPE == auto ]]; then unset OPENBLAS_CORETYPE; else export OPENBLAS_CORETYPE=$FLOOR_CORETYPE; fi
 
 echo "== build ($BUILD, Release, no -march)"
-cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTOKENPRUNE_NATIVE=OFF -DTOKENPRUNE_BUILD_TESTS=OFF \
-  -DTOKENPRUNE_BUILD_EXAMPLES=OFF -DTOKENPRUNE_BUILD_TOOLS=ON -DTOKENPRUNE_BUILD_BENCHMARKS=ON \
+# A new folder builds only what the figures need; an existing one keeps its other targets (tests, examples).
+lean=()
+[[ -f "$BUILD/CMakeCache.txt" ]] || lean=(-DTOKENPRUNE_BUILD_TESTS=OFF -DTOKENPRUNE_BUILD_EXAMPLES=OFF)
+cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DTOKENPRUNE_NATIVE=OFF "${lean[@]}" \
+  -DTOKENPRUNE_BUILD_TOOLS=ON -DTOKENPRUNE_BUILD_BENCHMARKS=ON \
   >"$BUILD.configure.log" 2>&1 || { cat "$BUILD.configure.log"; exit 1; }
 cmake --build "$BUILD" -j1 --target tokenprune_bench tokenprune_cli >"$BUILD.build.log" 2>&1 ||
   { tail -50 "$BUILD.build.log"; exit 1; }
