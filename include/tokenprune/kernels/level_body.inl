@@ -212,7 +212,8 @@ inline double row_dot(const std::int32_t* cols, const float* e, index_t count, c
 // to 2.5 times slower on Zen 5, with or without software prefetch).
 inline constexpr int kAttentionRowLanes = 32;
 // The maps are one stream read once; the hardware prefetcher alone left the kernels waiting on it (fp32 maps 1.6x
-// a read without this, 1.2x with it on Zen 5; 8 to 16 KB ahead measured alike). A prefetch changes no value.
+// a read without this on Zen 5; 8 to 16 KB ahead measured alike; see attention_rows for fp32's figures with it).
+// A prefetch changes no value.
 inline constexpr std::ptrdiff_t kPrefetchBytes = 16384;
 // Where the prefetched line goes: l1 (prefetcht0) or l2 (prefetcht2 on x86: L2, not L1). One fp32 row at a time
 // on a Zen 4: 1.0 to 1.3x a read of the maps with l2, 1.2 to 1.5x with l1 at the same distance, 1.2 to 1.6x

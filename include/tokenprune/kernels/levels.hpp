@@ -25,11 +25,11 @@
 
 namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
-// Rows per packed panel of a Gram operand (see level_body.inl); every level's micro-tiles divide it.
+// Rows per packed panel of a Gram operand (see level_body.inl); every level's micro-tiles divide it. Each level's
+// V::kDepthBlock is the depth block of its Gram micro-kernels: a fixed constant, never derived from the CPU's cache
+// sizes (it changes no value: a block resumes each FMA chain where the last one stopped; it only keeps the working
+// set in cache).
 inline constexpr index_t kPanel = 48;
-// Each level's V::kDepthBlock is the depth block of its Gram micro-kernels: a fixed constant, never derived from
-// the CPU's cache sizes (it does not change any value: a block resumes each FMA chain where the last one stopped;
-// it only keeps the working set in cache).
 
 // The rank of (score, index) as one integer, smaller first: score descending, then index ascending (top-k's
 // order, kernels/topk.hpp). The float's bits are mapped to an order-reversing integer (negative floats after
