@@ -13,6 +13,7 @@
 // Two storages of the lower triangle of E: dense (n x n floats, fastest, for n up to a few thousand) and sparse
 // (compressed rows holding only the edges, filled one row panel at a time, for video-scale n).
 
+#include <tokenprune/core/error.hpp>
 #include <tokenprune/core/types.hpp>
 #include <tokenprune/kernels/gram.hpp>
 #include <tokenprune/kernels/levels.hpp>
@@ -148,16 +149,40 @@ class SparseGraph {
     lower_column_.clear();
     lower_weight_.clear();
   }
-  // Appends rows i0..i1-1 of a panel (row i0 + a at panel + a * ld, columns 0..i).
-  void append_panel(const float* panel, index_t i0, index_t i1, index_t ld) {
+  // Appends rows i0..i1-1 of a panel (row i0 + a at panel + a * ld, columns 0..i), whose weights > 0 number
+  // row_edges[a] (EdgeRule::apply's counts). A sparse graph's rows are mostly +0: runs of 16 weights whose bits
+  // OR to zero (all +0) are skipped with one integer test, which the compiler vectorizes, instead of a branch
+  // per weight.
+  void append_panel(const float* panel, index_t i0, index_t i1, index_t ld, const std::uint32_t* row_edges) {
+    constexpr index_t kRun = 16;
+    std::size_t end = lower_column_.size();
+    for (index_t a = 0; a < i1 - i0; ++a) end += row_edges[a];
+    lower_column_.resize(end);  // within reserve()'s capacity when the edges are within the budget
+    lower_weight_.resize(end);
+    std::int32_t* column = lower_column_.data();
+    float* weight = lower_weight_.data();
+    std::size_t c = static_cast<std::size_t>(lower_start_.back());
     for (index_t i = i0; i < i1; ++i) {
       const float* row = panel + (i - i0) * ld;
-      for (index_t j = 0; j <= i; ++j)
-        if (row[j] > 0.0f) {
-          lower_column_.push_back(static_cast<std::int32_t>(j));
-          lower_weight_.push_back(row[j]);
+      const std::size_t row_end = c + row_edges[i - i0];
+      auto keep = [&](index_t j) {
+        if (row[j] > 0.0f && c < row_end) {  // c < row_end: never past the row's counted edges
+          column[c] = static_cast<std::int32_t>(j);
+          weight[c++] = row[j];
         }
-      lower_start_.push_back(static_cast<index_t>(lower_column_.size()));
+      };
+      index_t j = 0;
+      for (; j + kRun <= i + 1 && c < row_end; j += kRun) {
+        std::uint32_t bits[kRun];
+        std::memcpy(bits, row + j, sizeof bits);
+        std::uint32_t any = 0;
+        for (index_t t = 0; t < kRun; ++t) any |= bits[t];
+        if (any != 0)
+          for (index_t t = 0; t < kRun; ++t) keep(j + t);
+      }
+      for (; j <= i && c < row_end; ++j) keep(j);
+      if (c != row_end) fail("features", "edge count", "internal: a row's weights > 0 disagree with its count");
+      lower_start_.push_back(static_cast<index_t>(c));
     }
   }
   // Whole rows: row i = its lower entries (j <= i), then the mirrored e_ki of every later row k (ascending k).

@@ -85,6 +85,7 @@ class GPrune {
     const index_t dense_tokens = largest_dense(max_tokens);
     const auto largest = static_cast<std::size_t>(dense_tokens);
     weights_.reserve(std::max(largest * largest, static_cast<std::size_t>(kernels::kTile) * n));
+    tile_edges_.reserve(static_cast<std::size_t>(tile_columns(dense_tokens)) * largest);
     graph_.reserve(largest, edge_budget(dense_tokens));
     tiled_.reserve(max_tokens, config_.max_graph_bytes);
     gram_.reserve(max_tokens, dim);
@@ -144,15 +145,20 @@ class GPrune {
       // keep whole dense rows (the triangle mirrored). Both give bitwise equal results.
       const auto ld = nodes;
       grow(weights_, static_cast<std::size_t>(nodes * nodes));
+      // Each tile counts its rows' edges as it makes them (tile column q, row i at q nodes + i: tiles of one row
+      // run on different threads), so no second pass over the triangle counts them.
+      tile_edges_.resize(static_cast<std::size_t>(tile_columns(nodes) * nodes));
       gram_.lower_gram(
           node_units, ld, true, [&](index_t i0) { return weights_.data() + i0 * ld; },
           [&](float* tile, index_t i0, index_t j0, index_t h, index_t w, index_t stride) {
-            rule.apply(tile, i0, j0, h, w, stride, node_norms_, level);
+            rule.apply(tile, i0, j0, h, w, stride, node_norms_, level,
+                       tile_edges_.data() + (j0 / kernels::kTile) * nodes + i0);
           },
           [](index_t, index_t) {}, packed);
-      if (lower_edges(nodes) <= edge_budget(nodes)) {
+      const std::size_t edges = sum_tile_edges(nodes);  // row i's lower edges now at tile_edges_[i]
+      if (edges <= edge_budget(nodes)) {
         graph_.reset();
-        graph_.append_panel(weights_.data(), 0, nodes, ld);
+        graph_.append_panel(weights_.data(), 0, nodes, ld, tile_edges_.data());
         graph_.complete();
         flow(sparse_row);
       } else {
@@ -258,12 +264,16 @@ class GPrune {
     }
   }
 
-  // Edges of the dense lower triangle (e_ij > 0, j <= i).
-  [[nodiscard]] std::size_t lower_edges(index_t nodes) const {
+  static index_t tile_columns(index_t nodes) { return (nodes + kernels::kTile - 1) / kernels::kTile; }
+  // Row i's tile counts summed into tile_edges_[i] (row i lies in tiles 0 .. i / kTile); returns their total.
+  std::size_t sum_tile_edges(index_t nodes) {
     std::size_t edges = 0;
-    for (index_t i = 0; i < nodes; ++i)
-      edges += static_cast<std::size_t>(
-          (Eigen::Map<const Eigen::ArrayXf>(weights_.data() + i * nodes, i + 1) > 0.0f).count());
+    for (index_t i = 0; i < nodes; ++i) {
+      std::uint32_t row = 0;
+      for (index_t q = 0; q <= i / kernels::kTile; ++q) row += tile_edges_[static_cast<std::size_t>(q * nodes + i)];
+      tile_edges_[static_cast<std::size_t>(i)] = row;
+      edges += row;
+    }
     return edges;
   }
   // Edges the compressed rows hold without allocating (reserve() sizes them): 64 per token on average.
@@ -312,6 +322,7 @@ class GPrune {
   std::vector<double> mass_, share_;  // propagated information v (per node) and v / rowsum
   std::vector<index_t> node_of_, first_, multiplicity_, degrees_, order_, kept_;
   std::vector<std::uint64_t> hash_;
+  std::vector<std::uint32_t> tile_edges_;  // the dense path's edges per (tile column, row), then per row
 };
 
 static_assert(TokenPruner<GPrune>);
