@@ -332,6 +332,44 @@ TEST_CASE("levels: weights, softmax and double reductions give the same bits on 
   }
 }
 
+TEST_CASE("levels: the fp16 fixed-point sums stay exact at their limits (n = 4064, values near 2, 63+ rows)", "[levels]") {
+  // The fixed path's bounds are tight: up to 63 values below 2^25 per int32 lane (row totals), up to 62 rows per
+  // column sum. Rows of the largest in-range magnitude with one sign fill every lane to its bound; a wrong segment
+  // length or flush point wraps a lane and breaks these sums. Rows of 2.0 (out of range) take the double path.
+  const index_t n = 4064, count = 130;
+  std::vector<std::uint16_t> rows(static_cast<std::size_t>(n * count));
+  std::mt19937 rng(41);
+  std::uniform_int_distribution<int> small(0, 0x2fff);  // |x| < 0.125
+  for (index_t r = 0; r < count; ++r)
+    for (index_t j = 0; j < n; ++j) {
+      std::uint16_t v = 0x3fff;  // 1.9990234375, the largest fp16 below 2
+      if (r % 3 == 1) v = 0xbfff;
+      if (r % 5 == 4) v = static_cast<std::uint16_t>(small(rng) | (j % 2 == 0 ? 0x8000 : 0));
+      if (r == 70 && j == n - 1) v = 0x4000;  // 2.0: this row leaves the fixed path
+      rows[r * n + j] = v;
+    }
+  std::vector<double> want_received(static_cast<std::size_t>(n), 0.0), want_totals(static_cast<std::size_t>(count), 0.0);
+  for (index_t r = 0; r < count; ++r)
+    for (index_t j = 0; j < n; ++j) {
+      const double x = double(Eigen::numext::bit_cast<Eigen::half>(rows[r * n + j]));
+      want_received[j] += x;  // multiples of 2^-24 below 2^13 in magnitude: every partial sum is exact in double
+      want_totals[r] += x;
+    }
+  for (Isa isa : levels()) {
+    INFO("level " << isa_name(isa));
+    const kernels::KernelTable& k = kernels::kernels_for(isa);
+    std::vector<std::int32_t> fixed(static_cast<std::size_t>(n), 0);
+    for (std::int32_t* scratch : {static_cast<std::int32_t*>(nullptr), fixed.data()}) {
+      INFO((scratch == nullptr ? "double path" : "fixed path"));
+      std::vector<double> received(static_cast<std::size_t>(n), 0.0), totals(static_cast<std::size_t>(count), -1.0);
+      k.attention_rows_half(rows.data(), count, n, n, received.data(), totals.data(), scratch);
+      CHECK(received == want_received);
+      CHECK(totals == want_totals);
+    }
+    CHECK(std::all_of(fixed.begin(), fixed.end(), [](std::int32_t v) { return v == 0; }));
+  }
+}
+
 TEST_CASE("levels: fp16 and bf16 widening is exact on every level", "[levels]") {
   std::vector<std::uint16_t> all(65536 + 7);
   for (std::size_t i = 0; i < all.size(); ++i) all[i] = static_cast<std::uint16_t>(i * 40503u);  // every pattern, tails
