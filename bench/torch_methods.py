@@ -395,9 +395,106 @@ def check_dart(tool):
     return rows
 
 
-def run_checks(tool, per_method):
+def generated_cases():
+    """Larger inputs and other parameters than the reference cases: (name, tool arguments, reference(dtype), files).
+
+    Each reference(dtype) runs the published op sequence on the inputs cast to dtype and returns the kept indices."""
+    def img(crops, side, d, seed):
+        rng = np.random.default_rng(seed)
+        return np.concatenate([image_features(rng, side, side, d) for _ in range(crops)]).astype(np.float32)
+
+    def maps(heads, n, seed):  # softmax rows of random logits, [CLS] first: [heads, 1 + n, 1 + n]
+        logits = 3.0 * torch.randn(heads, 1 + n, 1 + n, generator=torch.Generator().manual_seed(seed))
+        return torch.softmax(logits, dim=-1).numpy()
+
+    def with_cls(x, seed):
+        return np.concatenate([np.random.default_rng(seed).standard_normal((1, x.shape[1])).astype(np.float32), x])
+
+    t = lambda a, dt: torch.from_numpy(a).to(dt)
+    out = []
+    for crops, side, d, k, seed in [(1, 24, 4096, 57, 1), (5, 24, 4096, 282, 2), (1, 36, 1024, 400, 3),
+                                    (1, 24, 1024, 1, 4), (1, 24, 768, 576, 5), (4, 24, 1024, 230, 6)]:
+        x = img(crops, side, d, seed)
+        out.append((f"divprune n{x.shape[0]} d{d} k{k}", ["--method", "divprune", "--features", "F", "--keep", str(k)],
+                    lambda dt, x=x, k=k: divprune(t(x, dt), k), {"F": x}))
+    for heads, n, k, seed in [(16, 576, 64, 1), (16, 1296, 200, 2), (12, 729, 1, 3), (8, 256, 255, 4)]:
+        a = maps(heads, n, seed)
+        out.append((f"cls-attention {heads} heads n{n} k{k}", ["--method", "cls-attention", "--attention", "A",
+                                                              "--keep", str(k)],
+                    lambda dt, a=a, k=k: cls_attention(t(a, dt)[:, 0, :].unsqueeze(0), k), {"A": a}))
+    for crops, d, e, m, k, theta, seed in [(1, 4096, 768, 8, 64, None, 1), (5, 4096, 768, 12, 32, None, 2),
+                                           (1, 1024, 512, 3, 128, 0.5, 3), (1, 1024, 768, 1, 300, None, 4),
+                                           (3, 2048, 768, 5, 100, 0.8, 5)]:
+        x, ie = img(crops, 24, d, seed), img(crops, 24, e, seed + 100)
+        te = np.random.default_rng(seed).standard_normal((m, e)).astype(np.float32)
+        args = ["--method", "cdpruner", "--features", "F", "--image-embeds", "E", "--text-embeds", "T", "--keep", str(k)]
+        args += ["--theta", str(theta)] if theta is not None else []
+        args += ["--layout", "crops", "--crops", str(crops)] if crops > 1 else []
+        out.append((f"cdpruner {crops} crops d{d} {m} texts k{k} theta {theta}", args,
+                    lambda dt, x=x, ie=ie, te=te, k=k, crops=crops, theta=theta:
+                        cdpruner(t(x, dt), t(ie, dt), t(te, dt), k, crops, theta), {"F": x, "E": ie, "T": te}))
+    for heads, side, dk, d, dominant, contextual, seed in [(16, 24, 1024, 1024, 54, 10, 1), (16, 24, 1024, 4096, 100, 30, 2),
+                                                           (16, 36, 1280, 1280, 180, 60, 3), (12, 24, 768, 768, 10, 1, 4)]:
+        a = maps(heads, side * side, seed)
+        keys, x = with_cls(img(1, side, dk, seed + 10), seed), with_cls(img(1, side, d, seed + 20), seed + 1)
+        out.append((f"visionzip n{side * side} d{d} {dominant} + {contextual}",
+                    ["--method", "visionzip", "--attention", "A", "--keys", "K", "--features", "X", "--dominant",
+                     str(dominant), "--contextual", str(contextual)],
+                    lambda dt, a=a, keys=keys, x=x, dominant=dominant, contextual=contextual:
+                        visionzip(t(a, dt)[:, 0, :].unsqueeze(0), t(keys, dt).unsqueeze(0), t(x, dt).unsqueeze(0),
+                                  dominant, contextual)[0].view(-1), {"A": a, "K": keys, "X": x}))
+    for heads, side, d, k, ratio, seed in [(16, 12, 256, 32, 0.5, 1), (16, 16, 512, 64, 0.25, 2), (8, 12, 128, 40, 0.75, 3)]:
+        a, x = maps(heads, side * side, seed), img(1, side, d, seed + 5)  # small: VisPruner is fragile at 576
+        out.append((f"vispruner n{side * side} d{d} k{k} important {ratio}",
+                    ["--method", "vispruner", "--attention", "A", "--features", "F", "--keep", str(k),
+                     "--important-ratio", str(ratio)],
+                    lambda dt, a=a, x=x, k=k, ratio=ratio: vispruner(t(a, dt)[:, 0, :].unsqueeze(0), t(x, dt).unsqueeze(0), k, ratio),
+                    {"A": a, "F": x}))
+    for frames, h, w, d, q, seed in [(16, 24, 24, 1280, 0.75, 1), (32, 16, 16, 3584, 0.9, 2), (7, 20, 30, 1024, 0.5, 3),
+                                     (2, 24, 24, 256, 0.99, 4)]:
+        rng = np.random.default_rng(seed)
+        a, b = rng.standard_normal((h * w, d)).astype(np.float32), rng.standard_normal((h * w, d)).astype(np.float32)
+        v = np.concatenate([np.cos(0.12 * i) * a + np.sin(0.12 * i) * b + 0.3 * rng.standard_normal(a.shape).astype(np.float32)
+                            for i in range(frames)]).astype(np.float32)
+        out.append((f"evs {frames} x {h} x {w} d{d} q {q}", ["--method", "evs", "--features", "F", "--frames", str(frames),
+                                                           "--grid", f"{h}x{w}", "--pruning-rate", str(q)],
+                    lambda dt, v=v, frames=frames, h=h, w=w, q=q: evs(t(v, dt), frames, h, w, q), {"F": v}))
+    return out
+
+
+def check_generated(tool):
+    """The tool against the published op sequences on generated_cases(). A case counts only where the reference
+    gives the same set in fp32 and in float64 (a decision with a clear gap), as the reference cases were kept."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, args, reference, files in generated_cases():
+            paths = {}
+            for key, array in files.items():
+                paths[key] = os.path.join(tmp, key + ".npy")
+                np.save(paths[key], np.ascontiguousarray(array))
+            kept = {}
+            for dtype in (torch.float32, torch.float64):
+                torch.set_default_dtype(dtype)  # CDPruner's reference allocates its factors in the default dtype
+                try:
+                    kept[dtype] = np.sort(reference(dtype).numpy())
+                finally:
+                    torch.set_default_dtype(torch.float32)
+            if not np.array_equal(kept[torch.float32], kept[torch.float64]):
+                print(f"skip {name}: the reference's fp32 and float64 sets differ (a near-tie)")
+                continue
+            ours = tool_keep(tool, [paths.get(a, a) for a in args])
+            rows.append({"case": "generated " + name, "torch==tool": bool(np.array_equal(kept[torch.float32], np.sort(ours)))})
+    return rows
+
+
+def run_checks(tool, per_method, generated=False):
     names = sorted(os.listdir(FIXTURES))
     rows = []
+    if generated:
+        try:
+            rows += check_generated(tool)
+        except subprocess.CalledProcessError as e:
+            rows.append({"case": "generated", "error": f"tool failed: {e}"})
     for prefix in ("divprune_", "cls_attention_", "cdpruner_", "visionzip_", "vispruner_", "evs_"):
         picked = [n for n in names if n.startswith(prefix)]
         # the largest cases first (n576, crops, qwen), then others, up to per_method
@@ -430,11 +527,13 @@ def main():
     ap.add_argument("--check", action="store_true", help="compare with reference cases and the tool instead")
     ap.add_argument("--tool", default=os.path.join(HERE, "..", "build", "bench-methods", "tokenprune"))
     ap.add_argument("--per-method", type=int, default=4, help="--check: reference cases per method")
+    ap.add_argument("--generated", action="store_true",
+                    help="--check: also 26 larger generated inputs with other parameters (under a minute)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.check:
         with torch.inference_mode():
-            sys.exit(0 if run_checks(args.tool, args.per_method) else 1)
+            sys.exit(0 if run_checks(args.tool, args.per_method, args.generated) else 1)
     all_cases = cases()
     names = args.only or list(all_cases)
     with torch.inference_mode():
