@@ -398,7 +398,8 @@ def check_dart(tool):
 def generated_cases():
     """Larger inputs and other parameters than the reference cases: (name, tool arguments, reference(dtype), files).
 
-    Each reference(dtype) runs the published op sequence on the inputs cast to dtype and returns the kept indices."""
+    Each reference(dtype) runs the published op sequence on the inputs cast to dtype and returns the kept indices
+    (VisionZip: the kept indices and the merged tokens)."""
     def img(crops, side, d, seed):
         rng = np.random.default_rng(seed)
         return np.concatenate([image_features(rng, side, side, d) for _ in range(crops)]).astype(np.float32)
@@ -442,7 +443,7 @@ def generated_cases():
                      str(dominant), "--contextual", str(contextual)],
                     lambda dt, a=a, keys=keys, x=x, dominant=dominant, contextual=contextual:
                         visionzip(t(a, dt)[:, 0, :].unsqueeze(0), t(keys, dt).unsqueeze(0), t(x, dt).unsqueeze(0),
-                                  dominant, contextual)[0].view(-1), {"A": a, "K": keys, "X": x}))
+                                  dominant, contextual)[:2], {"A": a, "K": keys, "X": x}))
     for heads, side, d, k, ratio, seed in [(16, 12, 256, 32, 0.5, 1), (16, 16, 512, 64, 0.25, 2), (8, 12, 128, 40, 0.75, 3)]:
         a, x = maps(heads, side * side, seed), img(1, side, d, seed + 5)  # small: VisPruner is fragile at 576
         out.append((f"vispruner n{side * side} d{d} k{k} important {ratio}",
@@ -472,18 +473,30 @@ def check_generated(tool):
             for key, array in files.items():
                 paths[key] = os.path.join(tmp, key + ".npy")
                 np.save(paths[key], np.ascontiguousarray(array))
-            kept = {}
+            kept, merged = {}, None
             for dtype in (torch.float32, torch.float64):
                 torch.set_default_dtype(dtype)  # CDPruner's reference allocates its factors in the default dtype
                 try:
-                    kept[dtype] = np.sort(reference(dtype).numpy())
+                    result = reference(dtype)
                 finally:
                     torch.set_default_dtype(torch.float32)
+                if isinstance(result, tuple):  # VisionZip
+                    result, merged = result[0].view(-1), result[1][0].double().numpy()
+                kept[dtype] = np.sort(result.numpy())
             if not np.array_equal(kept[torch.float32], kept[torch.float64]):
                 print(f"skip {name}: the reference's fp32 and float64 sets differ (a near-tie)")
                 continue
-            ours = tool_keep(tool, [paths.get(a, a) for a in args])
-            rows.append({"case": "generated " + name, "torch==tool": bool(np.array_equal(kept[torch.float32], np.sort(ours)))})
+            call = [paths.get(a, a) for a in args]
+            row = {"case": "generated " + name}
+            if merged is not None:  # the float64 reference's merged tokens, within VisionZip's fixture tolerance
+                call += ["--merged-out", os.path.join(tmp, "merged.npy")]
+            row["torch==tool"] = bool(np.array_equal(kept[torch.float32], np.sort(tool_keep(tool, call))))
+            if merged is not None:
+                ours = np.load(os.path.join(tmp, "merged.npy")).astype(np.float64)
+                atol = 1e-5 * float(np.abs(files["X"]).max())
+                row["merged within tolerance"] = bool(ours.shape == merged.shape and
+                                                      np.all(np.abs(ours - merged) <= atol + 1e-5 * np.abs(merged)))
+            rows.append(row)
     return rows
 
 
