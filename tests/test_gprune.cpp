@@ -6,6 +6,7 @@
 #include <tokenprune/tokenprune.hpp>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -478,6 +479,80 @@ TEST_CASE("gprune: Segmented with the LLaVA-NeXT layout", "[gprune][segments]") 
     const auto clean = to_vector(pruner.prune(features(x), layout));
     for (Index t : newlines) x.row(t).setConstant(1e6f);
     CHECK(to_vector(pruner.prune(features(x), layout)) == clean);
+  }
+}
+
+TEST_CASE("gprune: a segment's scattered rows are read in place, with the bits of a gathered copy",
+          "[gprune][segments]") {
+  // LLaVA-NeXT-like: 40 base tokens, then 6 rows of [9 grid tokens, newline]. Segmented hands the grid to
+  // GPrune::prune_feature_rows (no gathered copy); it must give what GPrune gives on the gathered rows.
+  const Index base = 40, rows = 6, cols = 9, n = base + rows * (cols + 1), d = 12;
+  tp::LlavaNextLayout layout(rows, cols, 0.5, base);
+  REQUIRE(layout.n_tokens() == n);
+  std::vector<Index> grid;
+  for (Index r = 0; r < rows; ++r)
+    for (Index c = 0; c < cols; ++c) grid.push_back(base + r * (cols + 1) + c);
+  Matrix x = random_tokens(n, d, 31);
+  x.row(grid[7]) = x.row(grid[20]);  // duplicates inside the grid take the merged-node path
+  x.row(grid[30]) = 2.0f * x.row(grid[20]);
+
+  auto check_dtype = [&]<class T>(T) {
+    const tp::RowMatrix<T> xt = x.cast<T>();
+    tp::RowMatrix<T> gathered(static_cast<Index>(grid.size()), d);
+    for (std::size_t i = 0; i < grid.size(); ++i) gathered.row(static_cast<Index>(i)) = xt.row(grid[i]);
+    tp::GPrune alone;
+    const auto alone_kept = to_vector(alone.prune(features(gathered), tp::Budget::ratio(0.5)));
+    const std::vector<float> alone_scores(alone.scores().begin(), alone.scores().end());
+
+    tp::GPrune direct;
+    CHECK(to_vector(direct.prune_feature_rows(xt, grid, tp::Budget::ratio(0.5))) == alone_kept);
+    CHECK(std::equal(alone_scores.begin(), alone_scores.end(), direct.scores().begin(), direct.scores().end(),
+                     [](float a, float b) { return std::bit_cast<std::uint32_t>(a) == std::bit_cast<std::uint32_t>(b); }));
+
+    tp::Segmented<tp::GPrune> segmented;
+    tp::Segmented<tp::AnyPruner> erased{tp::create_pruner("gprune")};
+    REQUIRE(erased.pruner().reads_feature_rows());
+    const auto kept = to_vector(segmented.prune(features(xt), layout));
+    CHECK(to_vector(erased.prune(features(xt), layout)) == kept);
+    for (std::size_t i = 0; i < grid.size(); ++i) {
+      INFO("grid token " << grid[i]);
+      CHECK(std::bit_cast<std::uint32_t>(segmented.scores()[static_cast<std::size_t>(grid[i])]) ==
+            std::bit_cast<std::uint32_t>(alone_scores[i]));
+      CHECK(std::bit_cast<std::uint32_t>(erased.scores()[static_cast<std::size_t>(grid[i])]) ==
+            std::bit_cast<std::uint32_t>(alone_scores[i]));
+    }
+    for (Index local : alone_kept) CHECK(std::binary_search(kept.begin(), kept.end(), grid[static_cast<std::size_t>(local)]));
+  };
+  check_dtype(float{});
+  check_dtype(Eigen::half{});
+  check_dtype(Eigen::bfloat16{});
+
+  SECTION("errors name the row of the whole buffer") {
+    auto expect_error = [](auto&& f, const std::string& argument) {
+      try {
+        f();
+        FAIL("no tokenprune::Error for " << argument);
+      } catch (const tp::Error& e) {
+        INFO(e.what());
+        CHECK(e.argument().find(argument) != std::string::npos);
+      }
+    };
+    Matrix bad = x;
+    bad(grid[25], 4) = std::numeric_limits<float>::quiet_NaN();  // grid token 25 is row 40 + 2 * 10 + 7 = 67
+    REQUIRE(grid[25] == 67);
+    tp::Segmented<tp::GPrune> segmented;
+    try {
+      segmented.prune(features(bad), layout);
+      FAIL("NaN accepted");
+    } catch (const tp::Error& e) {
+      CHECK(std::string(e.what()).find("features[67,4]") != std::string::npos);
+    }
+    const std::vector<Index> outside{3, n};
+    expect_error([&] { tp::GPrune().prune_feature_rows(x, outside, tp::Budget::count(1)); }, "rows");
+    expect_error([&] { tp::GPrune().prune_feature_rows(tp::TokenMatrix{}, grid, tp::Budget::count(1)); }, "features");
+    tp::AnyPruner divprune = tp::create_pruner("divprune");
+    CHECK_FALSE(divprune.reads_feature_rows());
+    expect_error([&] { divprune.prune_feature_rows(x, grid, tp::Budget::count(1)); }, "prune_feature_rows");
   }
 }
 

@@ -60,6 +60,13 @@ class AnyPruner {
   // Forwarded to pruners that take an executor; the others run on the calling thread anyway.
   void set_executor(const Executor& executor) { model().set_executor(executor); }
 
+  // Whether the pruner reads a segment's scattered feature rows in place (see FeatureRowPruner in
+  // core/concept.hpp); prune_feature_rows() fails for a pruner that does not.
+  [[nodiscard]] bool reads_feature_rows() const { return model().reads_feature_rows(); }
+  std::span<const index_t> prune_feature_rows(const TokenMatrix& features, std::span<const index_t> rows, Budget budget) {
+    return model().prune_feature_rows(features, rows, budget);
+  }
+
   // The concrete pruner, or nullptr when it is not a P.
   template <class P>
   [[nodiscard]] P* target() noexcept {
@@ -81,6 +88,9 @@ class AnyPruner {
     [[nodiscard]] virtual std::span<const float> scores() const = 0;
     [[nodiscard]] virtual std::optional<ExtraOutput> output(std::string_view name) const = 0;
     virtual void set_executor(const Executor& executor) = 0;
+    [[nodiscard]] virtual bool reads_feature_rows() const = 0;
+    virtual std::span<const index_t> prune_feature_rows(const TokenMatrix& features, std::span<const index_t> rows,
+                                                        Budget budget) = 0;
   };
 
   template <class P>
@@ -97,6 +107,21 @@ class AnyPruner {
     }
     void set_executor(const Executor& executor) override {
       if constexpr (requires { pruner.set_executor(executor); }) pruner.set_executor(executor);
+    }
+    [[nodiscard]] bool reads_feature_rows() const override {
+      if constexpr (FeatureRowPruner<P>) {
+        return pruner.reads_feature_rows();
+      } else {
+        return false;
+      }
+    }
+    std::span<const index_t> prune_feature_rows(const TokenMatrix& features, std::span<const index_t> rows,
+                                                Budget budget) override {
+      if constexpr (FeatureRowPruner<P>) {
+        return pruner.prune_feature_rows(features, rows, budget);
+      } else {
+        fail("prune_feature_rows", "called", "this method reads whole inputs only: pass a PruneInputs to prune()");
+      }
     }
     P pruner;
     ExtraOutputs<P> outputs;

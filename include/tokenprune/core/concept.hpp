@@ -31,4 +31,15 @@ concept TokenPruner = requires(P& pruner, const P& const_pruner, const PruneInpu
   { const_pruner.scores() } -> std::same_as<std::span<const float>>;
 };
 
+// Optional, for a pruner that reads nothing but the features: prune_feature_rows(features, rows, budget) is
+// prune() of the tokens rows[0], rows[1], ... of `features`, read in place. Segmented uses it for a segment whose
+// tokens are scattered (LLaVA-NeXT's grid between its newlines) instead of gathering their rows into a copy.
+// reads_feature_rows() says whether it applies (a type-erased pruner answers for the method it holds).
+template <class P>
+concept FeatureRowPruner = TokenPruner<P> && requires(P& pruner, const P& const_pruner, const TokenMatrix& features,
+                                                      std::span<const index_t> rows, Budget budget) {
+  { const_pruner.reads_feature_rows() } -> std::same_as<bool>;
+  { pruner.prune_feature_rows(features, rows, budget) } -> std::same_as<std::span<const index_t>>;
+};
+
 }  // namespace tokenprune

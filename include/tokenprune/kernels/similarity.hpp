@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
+#include <span>
 
 namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
 
@@ -23,18 +25,23 @@ struct NoBlockHook {
 // Rows are independent, so they are spread over the executor's threads (same result for any count), in blocks
 // of `block` rows; `after_block(i0, i1)` runs on the same thread right after rows [i0, i1), while they are still
 // in cache (G-Prune hashes and packs them there, which saves two passes over the features).
+// With `rows`, token i is row rows[i] of `x` (n = rows.size(); errors name that row of `x`): a segment of
+// scattered tokens is read in place instead of gathered into a copy first.
 template <Element T, class AfterBlock = NoBlockHook>
 void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float> norms, const char* argument,
-                    const Executor& executor = {}, index_t block = 1, AfterBlock after_block = {}) {
-  const index_t n = x.rows(), d = x.cols();
+                    const Executor& executor = {}, index_t block = 1, AfterBlock after_block = {},
+                    std::optional<std::span<const index_t>> rows = std::nullopt) {
+  const index_t n = rows ? static_cast<index_t>(rows->size()) : x.rows(), d = x.cols();
+  auto source_index = [&](index_t i) { return rows ? (*rows)[static_cast<std::size_t>(i)] : i; };
+  auto source_row = [&](index_t i) { return x.row(source_index(i)).data(); };
   // A row with a NaN/Inf, or whose norm overflows fp32, gets a NaN norm; the lowest such row is reported after
   // the loop, because nothing may throw inside a parallel region.
   auto load = [&](index_t i) {  // token i as fp32 into its row of `unit`
     float* row = unit.row(i).data();
     if constexpr (std::same_as<T, float>) {
-      std::copy_n(x.row(i).data(), d, row);
+      std::copy_n(source_row(i), d, row);
     } else {
-      widen(x.row(i).data(), row, d);
+      widen(source_row(i), row, d);
     }
     return row;
   };
@@ -43,7 +50,7 @@ void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float
     // fp32 rows are read in place (one pass fewer: the unit row is written once); 16-bit rows are widened first.
     const float* source = nullptr;
     if constexpr (std::same_as<T, float>) {
-      source = x.row(i).data();
+      source = source_row(i);
     } else {
       source = load(i);
     }
@@ -68,9 +75,9 @@ void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float
     // Name the element when there is one; otherwise the finite values overflow the fp32 norm.
     const float* row = load(first_bad);
     for (index_t j = 0; j < d; ++j)
-      if (!std::isfinite(row[j])) detail::fail_non_finite(argument, first_bad, j, row[j]);
+      if (!std::isfinite(row[j])) detail::fail_non_finite(argument, source_index(first_bad), j, row[j]);
     std::ostringstream where;
-    where << argument << "[" << first_bad << "]";
+    where << argument << "[" << source_index(first_bad) << "]";
     fail(where.str(), std::sqrt(kernels.squared_norm(row, d)), "the token's L2 norm overflows fp32");
   }
 }

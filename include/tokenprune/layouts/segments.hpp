@@ -6,8 +6,9 @@
 // is handed to the pruner as if it were a whole image, so the selection of one never depends on the others.
 //
 // A segment that is a contiguous token range is passed as a view (no copy). A non-contiguous one (the grid
-// tokens between LLaVA-NeXT's newlines) has its feature rows or significance values gathered into a workspace;
-// attention maps must be given per contiguous segment.
+// tokens between LLaVA-NeXT's newlines) goes to a pruner that reads feature rows in place (FeatureRowPruner:
+// G-Prune) as its row indices; for other pruners its feature rows or significance values are gathered into a
+// workspace. Attention maps must be given per contiguous segment.
 //
 // Thread safety: one instance per thread, like the pruner it wraps.
 
@@ -52,7 +53,7 @@ class Segmented {
   void reserve(index_t max_tokens, index_t dim) {
     pruner_.reserve(max_tokens, dim);
     const auto n = static_cast<std::size_t>(max_tokens);
-    gathered_.reserve(n * static_cast<std::size_t>(std::max<index_t>(dim, 1)) * sizeof(float));
+    if (!reads_feature_rows()) gathered_.reserve(n * static_cast<std::size_t>(std::max<index_t>(dim, 1)) * sizeof(float));
     significance_.reserve(n);
     scores_.reserve(n);
     owner_.reserve(n);
@@ -71,7 +72,10 @@ class Segmented {
 
     std::size_t out = 0;
     for (const Segment& segment : layout.segments) {
-      const std::span<const index_t> local = pruner_.prune(segment_inputs(inputs, segment), segment.budget);
+      const std::span<const index_t> local =
+          !is_contiguous(segment.tokens) && !inputs.features.empty() && reads_feature_rows()
+              ? prune_feature_rows(inputs.features, segment)
+              : pruner_.prune(segment_inputs(inputs, segment), segment.budget);
       for (index_t i : local) kept_[out++] = segment.tokens[static_cast<std::size_t>(i)];
       const std::span<const float> local_scores = pruner_.scores();
       for (std::size_t i = 0; i < segment.tokens.size() && i < local_scores.size(); ++i)
@@ -104,10 +108,30 @@ class Segmented {
     claim(layout.always_keep, "always_keep", 2);
   }
 
+  static bool is_contiguous(std::span<const index_t> tokens) {  // strictly ascending, so first..last without gaps
+    return tokens.empty() || tokens.back() - tokens.front() + 1 == static_cast<index_t>(tokens.size());
+  }
+
+  [[nodiscard]] bool reads_feature_rows() const {
+    if constexpr (FeatureRowPruner<P>) {
+      return pruner_.reads_feature_rows();
+    } else {
+      return false;
+    }
+  }
+
+  std::span<const index_t> prune_feature_rows(const TokenMatrix& features, const Segment& segment) {
+    if constexpr (FeatureRowPruner<P>) {
+      return pruner_.prune_feature_rows(features, segment.tokens, segment.budget);
+    } else {
+      return {};  // not reached: reads_feature_rows() is false
+    }
+  }
+
   PruneInputs segment_inputs(const PruneInputs& inputs, const Segment& segment) {
     const auto m = static_cast<index_t>(segment.tokens.size());
     const index_t first = m > 0 ? segment.tokens.front() : 0;
-    const bool contiguous = m == 0 || segment.tokens.back() - first + 1 == m;
+    const bool contiguous = is_contiguous(segment.tokens);
     PruneInputs sub;
     sub.grid = segment.grid;
     if (!inputs.attention.empty()) {

@@ -30,6 +30,7 @@
 #include <tokenprune/kernels/topk.hpp>
 
 #include <limits>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -98,9 +99,37 @@ class GPrune {
 
   // Keeps the tokens of inputs.features (other inputs are ignored) with the highest propagated information.
   std::span<const index_t> prune(const PruneInputs& inputs, Budget budget) {
-    const TokenMatrix& x = inputs.features;
-    if (x.empty()) fail("features", "missing", "G-Prune needs the token features [n_tokens, dim]");
+    if (inputs.features.empty()) fail("features", "missing", "G-Prune needs the token features [n_tokens, dim]");
     const index_t n = inputs.n_tokens();  // also checks that the other inputs agree
+    return prune_tokens(inputs.features, std::nullopt, n, budget);
+  }
+
+  // prune() of the tokens rows[0], rows[1], ... of `features` (selection and scores indexed by position in
+  // `rows`), read in place: Segmented hands over LLaVA-NeXT's grid, whose rows lie between newline tokens, this
+  // way instead of gathering them into a copy first. Errors name the row of `features`.
+  static constexpr bool reads_feature_rows() noexcept { return true; }
+  std::span<const index_t> prune_feature_rows(const TokenMatrix& features, std::span<const index_t> rows,
+                                              Budget budget) {
+    if (features.empty()) fail("features", "missing", "G-Prune needs the token features [n_tokens, dim]");
+    for (const index_t r : rows)
+      if (r < 0 || r >= features.n_tokens()) fail("rows", r, "row index outside [0, features.n_tokens)");
+    return prune_tokens(features, rows, static_cast<index_t>(rows.size()), budget);
+  }
+
+  // score_j = v_j / deg_j of the last prune().
+  [[nodiscard]] std::span<const float> scores() const noexcept { return scores_; }
+  // Neighbour counts (self included; n for a zero token) of the last prune().
+  [[nodiscard]] std::span<const index_t> degrees() const noexcept { return degrees_; }
+  // Edges (j <= i) of the last prune()'s graph when it was not held as whole dense rows: the tiled path, or the
+  // dense path of a graph with at most 64 edges per token (compressed rows); else 0.
+  [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges() + tiled_edges_; }
+  // How the last prune() on the tiled path stored its graph (all zero after the dense path).
+  [[nodiscard]] const kernels::GraphStorage& graph_storage() const noexcept { return storage_; }
+
+ private:
+  // prune() and prune_feature_rows(): token i is row rows[i] of x, or row i without `rows`.
+  std::span<const index_t> prune_tokens(const TokenMatrix& x, std::optional<std::span<const index_t>> rows,
+                                        index_t n, Budget budget) {
     const index_t k = budget.resolve(n);
     const index_t dim = x.dim();
     const auto un = static_cast<std::size_t>(n);
@@ -121,7 +150,7 @@ class GPrune {
       gram_.pack_panel(tokens, i0 / kernels::kPanel, level);
     };
     visit_dtype(x.dtype(), [&]<class T>(T) {
-      kernels::normalize_rows(x.as<T>(), unit, norms_, "features", executor(), kernels::kPanel, hash_and_pack);
+      kernels::normalize_rows(x.as<T>(), unit, norms_, "features", executor(), kernels::kPanel, hash_and_pack, rows);
     });
     const index_t nodes = merge_identical_tokens(n, dim);
     const bool packed = nodes == n;  // no duplicates: the nodes are the tokens, packed above
@@ -185,17 +214,6 @@ class GPrune {
     return kept_;
   }
 
-  // score_j = v_j / deg_j of the last prune().
-  [[nodiscard]] std::span<const float> scores() const noexcept { return scores_; }
-  // Neighbour counts (self included; n for a zero token) of the last prune().
-  [[nodiscard]] std::span<const index_t> degrees() const noexcept { return degrees_; }
-  // Edges (j <= i) of the last prune()'s graph when it was not held as whole dense rows: the tiled path, or the
-  // dense path of a graph with at most 64 edges per token (compressed rows); else 0.
-  [[nodiscard]] std::size_t sparse_edges() const noexcept { return graph_.edges() + tiled_edges_; }
-  // How the last prune() on the tiled path stored its graph (all zero after the dense path).
-  [[nodiscard]] const kernels::GraphStorage& graph_storage() const noexcept { return storage_; }
-
- private:
   // Buffers whose contents each call overwrites only grow: a LLaVA-NeXT call alternates graphs of 576 and 2304
   // tokens, and resizing 576^2 back up to 2304^2 floats zero-filled 21 MB per call.
   static void grow(std::vector<float>& buffer, std::size_t size) {
