@@ -105,6 +105,19 @@ Matrix random_tokens(Index n, Index d, std::uint32_t seed) {
   return x;
 }
 
+// f() throws a tokenprune::Error naming `argument`.
+template <class F>
+void expect_error(F&& f, const std::string& argument) {
+  try {
+    f();
+    FAIL("no tokenprune::Error for " << argument);
+  } catch (const tp::Error& e) {
+    INFO(e.what());
+    CHECK(e.argument().find(argument) != std::string::npos);
+    CHECK(std::string(e.what()).find(argument) != std::string::npos);
+  }
+}
+
 tp::PruneInputs features(const tp::TokenMatrix& x) {
   tp::PruneInputs in;
   in.features = x;
@@ -315,16 +328,6 @@ TEST_CASE("gprune: properties", "[gprune]") {
 }
 
 TEST_CASE("gprune: invalid configuration and input", "[gprune][errors]") {
-  auto expect_error = [](auto&& f, const std::string& argument) {
-    try {
-      f();
-      FAIL("no tokenprune::Error for " << argument);
-    } catch (const tp::Error& e) {
-      INFO(e.what());
-      CHECK(e.argument().find(argument) != std::string::npos);
-      CHECK(std::string(e.what()).find(argument) != std::string::npos);
-    }
-  };
   expect_error([] { tp::GPrune(tp::GPruneConfig{0.0, 0.03, 5}); }, "threshold");
   expect_error([] { tp::GPrune(tp::GPruneConfig{1.5, 0.03, 5}); }, "threshold");
   expect_error([] { tp::GPrune(tp::GPruneConfig{std::nan(""), 0.03, 5}); }, "threshold");
@@ -528,15 +531,6 @@ TEST_CASE("gprune: a segment's scattered rows are read in place, with the bits o
   check_dtype(Eigen::bfloat16{});
 
   SECTION("errors name the row of the whole buffer") {
-    auto expect_error = [](auto&& f, const std::string& argument) {
-      try {
-        f();
-        FAIL("no tokenprune::Error for " << argument);
-      } catch (const tp::Error& e) {
-        INFO(e.what());
-        CHECK(e.argument().find(argument) != std::string::npos);
-      }
-    };
     Matrix bad = x;
     bad(grid[25], 4) = std::numeric_limits<float>::quiet_NaN();  // grid token 25 is row 40 + 2 * 10 + 7 = 67
     REQUIRE(grid[25] == 67);
