@@ -526,8 +526,13 @@ TEST_CASE("cdpruner: bitwise the same at every ISA level and with any executor",
     Result r;
     r.keep = to_vector(pruner.prune(embeds_inputs(x, im, text), tp::Budget::count(40)));
     r.order = to_vector(pruner.order());
-    r.scores.assign(pruner.scores().begin(), pruner.scores().end());
     r.gains.assign(pruner.gains().begin(), pruner.gains().end());
+    // 37 of 150 per crop: the rows of S on demand (4 k <= P); 40: the triangle.
+    const auto small = to_vector(pruner.prune(embeds_inputs(x, im, text), tp::Budget::count(37)));
+    r.keep.insert(r.keep.end(), small.begin(), small.end());
+    r.order.insert(r.order.end(), pruner.order().begin(), pruner.order().end());
+    r.scores.assign(pruner.scores().begin(), pruner.scores().end());
+    r.gains.insert(r.gains.end(), pruner.gains().begin(), pruner.gains().end());
     return r;
   };
   std::optional<Result> first;
@@ -543,7 +548,43 @@ TEST_CASE("cdpruner: bitwise the same at every ISA level and with any executor",
   }
   tp::set_isa(saved);
   REQUIRE(first);
-  CHECK(first->keep.size() == 80);
+  CHECK(first->keep.size() == 80 + 74);
+}
+
+// Budgets with 4 k <= P take the rows of S as the picks need them (8 at a time); larger budgets the lower triangle.
+// The greedy is a prefix process, so the run with k = P / 4 + 1 (triangle) must start with the picks and gains of
+// k = P / 4 (rows), to the bit. Several batches and misses occur at these sizes; d = 1300 runs the rows in parallel.
+TEST_CASE("cdpruner: rows of S on demand give the bits of the triangle", "[cdpruner]") {
+  std::mt19937 rng(8);
+  struct Shape {
+    Index crops, p, d, centres;
+  };
+  for (const Shape shape : {Shape{2, 150, 300, 12}, Shape{1, 430, 1300, 40}, Shape{1, 64, 5, 3}}) {
+    const Index n = shape.crops * shape.p, e = 16;
+    const Matrix x = clustered(n, shape.d, shape.centres, 0.4f, rng);
+    const Matrix im = random_matrix(n, e, rng), text = random_matrix(1, e, rng);
+    const Index k = shape.p / 4;
+    for (const tp::Executor executor : {tp::Executor{}, tp::Executor::sequential()}) {
+      INFO("crops " << shape.crops << " P " << shape.p << " d " << shape.d << " k " << k);
+      auto run = [&](Index budget) {
+        tp::CDPruner pruner({std::nullopt, shape.crops});
+        pruner.set_executor(executor);
+        pruner.reserve(n, shape.d, e, 1);
+        (void)pruner.prune(embeds_inputs(x, im, text), tp::Budget::count(budget));
+        return std::make_pair(to_vector(pruner.order()),
+                              std::vector<float>(pruner.gains().begin(), pruner.gains().end()));
+      };
+      const auto [rows_order, rows_gains] = run(k);
+      const auto [tri_order, tri_gains] = run(k + 1);
+      REQUIRE(static_cast<Index>(rows_order.size()) == shape.crops * k);
+      for (Index c = 0; c < shape.crops; ++c)
+        for (Index t = 0; t < k; ++t) {
+          const auto a = static_cast<std::size_t>(c * k + t), b = static_cast<std::size_t>(c * (k + 1) + t);
+          CHECK(rows_order[a] == tri_order[b]);
+          CHECK(rows_gains[a] == tri_gains[b]);
+        }
+    }
+  }
 }
 
 TEST_CASE("cdpruner: reserve keeps the spans in place across calls within its bounds", "[cdpruner]") {

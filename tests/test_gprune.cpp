@@ -599,7 +599,7 @@ TEST_CASE("gprune: general segments: two images, video frames, always-kept text"
   }
   SECTION("invalid layouts throw") {
     const Matrix x = random_tokens(12, 4, 5);
-    auto expect_error = [&](const tp::SegmentLayout& layout, const std::string& argument) {
+    auto expect_layout_error = [&](const tp::SegmentLayout& layout, const std::string& argument) {
       try {
         pruner.prune(features(x), layout);
         FAIL("layout accepted");
@@ -612,18 +612,18 @@ TEST_CASE("gprune: general segments: two images, video frames, always-kept text"
         duplicate{6, 6, 7}, second{6, 7, 8};
     const std::vector<Index> keep_inside{3}, none{};
     const tp::Segment overlap[] = {{first, tp::Budget::count(1)}, {overlapping, tp::Budget::count(1)}};
-    expect_error({12, overlap, none}, "segment.tokens = 5");
+    expect_layout_error({12, overlap, none}, "segment.tokens = 5");
     const tp::Segment bad_order[] = {{unsorted, tp::Budget::count(1)}};
-    expect_error({12, bad_order, none}, "segment.tokens = 7");
+    expect_layout_error({12, bad_order, none}, "segment.tokens = 7");
     const tp::Segment dup[] = {{duplicate, tp::Budget::count(1)}};
-    expect_error({12, dup, none}, "segment.tokens = 6");
+    expect_layout_error({12, dup, none}, "segment.tokens = 6");
     const tp::Segment out_of_range[] = {{outside, tp::Budget::count(1)}};
-    expect_error({12, out_of_range, none}, "segment.tokens = 12");
+    expect_layout_error({12, out_of_range, none}, "segment.tokens = 12");
     const tp::Segment ok[] = {{first, tp::Budget::count(1)}, {second, tp::Budget::count(1)}};
-    expect_error({12, ok, keep_inside}, "always_keep = 3");
-    expect_error({13, ok, none}, "layout.n_tokens = 13");
+    expect_layout_error({12, ok, keep_inside}, "always_keep = 3");
+    expect_layout_error({13, ok, none}, "layout.n_tokens = 13");
     const tp::Segment too_many[] = {{second, tp::Budget::count(4)}};
-    expect_error({12, too_many, none}, "keep = 4");
+    expect_layout_error({12, too_many, none}, "keep = 4");
   }
 }
 

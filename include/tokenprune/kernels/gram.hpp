@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <vector>
 
 namespace tokenprune::inline TOKENPRUNE_ABI::kernels {
@@ -127,6 +128,51 @@ class GramWorkspace {
   void packed_for(index_t rows, index_t d) { lhs_.ensure(packed_size(rows, d)); }
   void pack_panel(const ConstRowMap<float>& unit, index_t panel, const KernelTable& kernels) {
     pack_into(lhs_, unit, panel, kernels);
+  }
+
+  // Rows of the Gram on demand, for methods that need only some rows of U U^T (CDPruner's greedy needs the row of
+  // each pick): pack_operand(unit) packs U once (as lower_gram does); operand_rows(unit, rows, ...) then writes
+  // out[q * ld + j] = u_rows[q] . u_j for every j < n, bitwise the entry lower_gram gives (i, j) or (j, i): the chain
+  // multiplies the same two factors at every depth, and fma(a, b, c) == fma(b, a, c). Up to kPanel rows a call;
+  // reserve_rows() sizes the buffer they are gathered into. With first_panel, `unit` is the part of a larger
+  // packed operand (packed_for() and pack_panel()) that starts at its panel first_panel.
+  void reserve_rows(index_t dim) { rhs_.ensure(packed_size(kPanel, dim)); }
+  void pack_operand(const ConstRowMap<float>& unit) { pack(unit, lhs_); }
+  void operand_rows(const ConstRowMap<float>& unit, std::span<const index_t> rows, float* out, index_t ld,
+                    index_t first_panel = 0) {
+    const auto count = static_cast<index_t>(rows.size());
+    const index_t n = unit.rows(), d = unit.cols();
+    if (count > kPanel) fail("rows", count, "at most kPanel (48) rows a call");
+    if (count == 0 || n == 0) return;
+    rhs_.ensure(packed_size(kPanel, d));  // without reserve_rows(): grows here (and allocates)
+    const KernelTable& kernels = active_kernels();
+    const float* packed = lhs_.data();
+    float* gathered = rhs_.data();
+    // The listed rows into one panel (element (q, k) at k kPanel + q), read from the row-major unit rows; the
+    // rows of the last micro-tile beyond `count` are zeros (computed, then discarded).
+    const index_t padded = std::min<index_t>(kPanel, (count + kernels.micro_rows - 1) / kernels.micro_rows * kernels.micro_rows);
+    for (index_t q = 0; q < padded; ++q) {
+      if (q < count) {
+        const index_t r = rows[static_cast<std::size_t>(q)];
+        if (r < 0 || r >= n) fail("rows", r, "must be a row of the packed operand");
+        const float* from = unit.data() + r * unit.outerStride();
+        for (index_t k = 0; k < d; ++k) gathered[k * kPanel + q] = from[k];
+      } else {
+        for (index_t k = 0; k < d; ++k) gathered[k * kPanel + q] = 0.0f;
+      }
+    }
+    // Column blocks of 2 panels: LLaVA's 576 tokens make 6 tasks, enough to balance 2 or 3 threads.
+    constexpr index_t kBlock = kPanel;
+    const index_t blocks = (n + kBlock - 1) / kBlock;
+    auto block = [&](index_t b, int) {
+      const index_t j0 = b * kBlock, w = std::min(kBlock, n - j0);
+      kernels.gram_tile(gathered, packed, d, 0, count, first_panel * kPanel + j0, w, out + j0, ld, false);
+    };
+    if (count * n * d >= 64 * kParallelWork) {
+      executor_.for_each(blocks, block);
+    } else {
+      for (index_t b = 0; b < blocks; ++b) block(b, 0);
+    }
   }
 
   // out (a.rows() x b.rows(), row-major, stride ld) = a b^T, on the calling thread, entries as in lower_gram.

@@ -72,10 +72,7 @@ class Segmented {
 
     std::size_t out = 0;
     for (const Segment& segment : layout.segments) {
-      const std::span<const index_t> local =
-          !is_contiguous(segment.tokens) && !inputs.features.empty() && reads_feature_rows()
-              ? prune_feature_rows(inputs.features, segment)
-              : pruner_.prune(segment_inputs(inputs, segment), segment.budget);
+      const std::span<const index_t> local = prune_segment(inputs, segment);
       for (index_t i : local) kept_[out++] = segment.tokens[static_cast<std::size_t>(i)];
       const std::span<const float> local_scores = pruner_.scores();
       for (std::size_t i = 0; i < segment.tokens.size() && i < local_scores.size(); ++i)
@@ -120,12 +117,15 @@ class Segmented {
     }
   }
 
-  std::span<const index_t> prune_feature_rows(const TokenMatrix& features, const Segment& segment) {
+  // One segment's selection, indices into segment.tokens. A pruner that reads feature rows in place gets a
+  // scattered segment's rows where they lie; otherwise (and for a contiguous segment) the segment's inputs are
+  // views, or gathered copies where the tokens are scattered.
+  std::span<const index_t> prune_segment(const PruneInputs& inputs, const Segment& segment) {
     if constexpr (FeatureRowPruner<P>) {
-      return pruner_.prune_feature_rows(features, segment.tokens, segment.budget);
-    } else {
-      return {};  // not reached: reads_feature_rows() is false
+      if (!is_contiguous(segment.tokens) && !inputs.features.empty() && pruner_.reads_feature_rows())
+        return pruner_.prune_feature_rows(inputs.features, segment.tokens, segment.budget);
     }
+    return pruner_.prune(segment_inputs(inputs, segment), segment.budget);
   }
 
   PruneInputs segment_inputs(const PruneInputs& inputs, const Segment& segment) {

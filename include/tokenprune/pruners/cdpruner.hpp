@@ -25,11 +25,12 @@
 // when none is left, the remaining picks are the unpicked tokens by descending w, ties to the lower index); ties
 // in gain go to the lower index.
 //
-// Cost per segment of P tokens with budget k: P^2 d / 2 multiply-adds for the Gram (the lower triangle,
-// parallel over tiles), O(k^2 P) for the greedy. (Computing only the k needed rows of S instead costs k P d at
-// the micro-kernel's row granularity of 4 or 8 rows, which at LLaVA's k = 64 of 576 or 32 per crop is no less
-// work than the triangle, and streams the whole packed matrix once per pick.)
-// Memory: n d floats (unit rows), P^2 floats (the Gram of one segment), k P doubles (the Cholesky rows).
+// Cost per segment of P tokens with budget k: the greedy needs only the row of S of each pick. With 4 k <= P
+// (LLaVA's 64 of 576, 32 per crop) the rows are computed as picks need them, 8 at a time (the pick's and the
+// likeliest next picks'): about 1.1 to 1.5 k rows of P d multiply-adds, against P^2 d / 2 for the lower triangle,
+// which larger budgets take (parallel over tiles). O(k^2 P) for the greedy. Both give the same bits.
+// Memory: n d floats (unit rows), P^2 floats (the rows or the triangle of one segment), k P doubles (the Cholesky
+// rows).
 //
 // Thread safety: one instance per thread; prune() mutates the instance's workspace. Instances share nothing.
 
@@ -91,6 +92,9 @@ class CDPruner {
     const auto keep = max_keep < 0 ? n : std::min(n, static_cast<std::size_t>(max_keep));
     unit_.reserve(n * static_cast<std::size_t>(dim));
     gram_.reserve(max_tokens, dim);
+    gram_.reserve_rows(dim);
+    slot_.reserve(n);
+    batch_.reserve(kRowBatch);
     gram_buffer_.reserve(n * n);
     cholesky_.reserve(keep * n);
     for (auto* v : {&relevance_, &weights_, &gain_}) v->reserve(n);
@@ -127,7 +131,19 @@ class CDPruner {
     weights_.resize(un);
     scores_.resize(un);
     RowMap<float> unit(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
-    visit_dtype(x.dtype(), [&]<class T>(T) { kernels::normalize_rows(x.as<T>(), unit, norms_, "features", executor()); });
+    // Small budgets take rows of S on demand (see pick_row) from U packed for the Gram kernel. Where every segment
+    // starts on a panel, the rows are packed while still in cache from their normalization (one pass fewer).
+    by_rows_ = k > 0 && kRowsPerBudget * k <= segment;
+    packed_whole_ = by_rows_ && (segments == 1 || segment % kernels::kPanel == 0);
+    const ConstRowMap<float> units(unit_.data(), n, dim, Eigen::OuterStride<>(dim));
+    const kernels::KernelTable& level = kernels::active_kernels();
+    if (packed_whole_) gram_.packed_for(n, dim);
+    auto pack = [&](index_t i0, index_t) {
+      if (packed_whole_) gram_.pack_panel(units, i0 / kernels::kPanel, level);
+    };
+    visit_dtype(x.dtype(), [&]<class T>(T) {
+      kernels::normalize_rows(x.as<T>(), unit, norms_, "features", executor(), kernels::kPanel, pack);
+    });
     check_nonzero(norms_, "features");
     if (from_embeds) {
       embed_relevance(inputs.image_embeds, inputs.text_embeds, n);
@@ -163,6 +179,8 @@ class CDPruner {
  private:
   static constexpr double kMinResidual = 1e-4;  // rule 7: g_i / L_ii at or below this is in the span
   static constexpr double kMinMaxEpsilon = 1e-6;
+  static constexpr std::size_t kRowBatch = 8;      // rows of S computed together (one pass over the packed U)
+  static constexpr index_t kRowsPerBudget = 4;     // rows of S on demand when budget * this <= segment size
 
   static void grow(std::vector<float>& buffer, std::size_t size) {
     if (buffer.size() < size) buffer.resize(size);
@@ -252,12 +270,24 @@ class CDPruner {
   void greedy(index_t first, index_t size, index_t k, std::size_t out, index_t dim) {
     if (k == 0) return;
     const auto us = static_cast<std::size_t>(size);
-    // Lower triangle of S for the segment: s(i, j) for j <= i at gram_buffer_[i * size + j].
     const ConstRowMap<float> units(unit_.data() + first * dim, size, dim, Eigen::OuterStride<>(dim));
-    gram_.lower_gram(
-        units, size, true, [&](index_t i0) { return gram_buffer_.data() + i0 * size; },
-        [](float*, index_t, index_t, index_t, index_t, index_t) {}, [](index_t, index_t) {});
-    const float* s = gram_buffer_.data();
+    // Small budgets take rows of S as the picks need them (see pick_row); larger ones the lower triangle, s(i, j)
+    // for j <= i at gram_buffer_[i * size + j]. The entries are the same bits either way.
+    const bool by_rows = by_rows_;
+    if (by_rows) {
+      if (packed_whole_) {
+        first_panel_ = first / kernels::kPanel;
+      } else {
+        gram_.pack_operand(units);
+        first_panel_ = 0;
+      }
+      slot_.assign(us, -1);
+      rows_done_ = 0;
+    } else {
+      gram_.lower_gram(
+          units, size, true, [&](index_t i0) { return gram_buffer_.data() + i0 * size; },
+          [](float*, index_t, index_t, index_t, index_t, index_t) {}, [](index_t, index_t) {});
+    }
     const double* w = weights_.data() + first;
     const kernels::KernelTable& level = kernels::active_kernels();
     srow_.resize(us);
@@ -289,12 +319,9 @@ class CDPruner {
       // b. c_t = (L_{j,:} - sum_{s<t} c_s[j] c_s) / sqrt(g_j); g <- g - c_t^2, per element in this fixed order
       // (kernels/level_double.inl, cdpruner_row): L_ji = (w_j s_ji) w_i, then fma(-c_s[j], c_s[i], .) for
       // s = 0 .. t-1, then / sqrt(g_j), then g_i = fma(-c_t[i], c_t[i], g_i). Row j of S is made contiguous
-      // first (the triangle's row j below the diagonal, its column j above, s_jj = 1).
+      // first (the triangle's row j below the diagonal, its column j above, s_jj = 1), or taken from pick_row.
       row = cholesky_.data() + static_cast<std::size_t>(t) * us;
-      float* sj = srow_.data();
-      std::copy_n(s + j * us, j, sj);
-      sj[j] = 1.0f;
-      for (std::size_t i = j + 1; i < us; ++i) sj[i] = s[i * us + j];
+      const float* sj = by_rows ? pick_row(units, j, w) : triangle_row(j, us);
       for (index_t p = 0; p < t; ++p) coef_[static_cast<std::size_t>(p)] = -cholesky_[static_cast<std::size_t>(p) * us + j];
       level.cdpruner_row(sj, w, w[j], coef_.data(), cholesky_.data(), size, t, std::sqrt(best), row, gain_.data(), size);
     }
@@ -320,6 +347,49 @@ class CDPruner {
     std::sort(begin, begin + k);
   }
 
+  // Row j of the triangle made contiguous in srow_, s_jj = 1.
+  const float* triangle_row(std::size_t j, std::size_t us) {
+    const float* s = gram_buffer_.data();
+    float* sj = srow_.data();
+    std::copy_n(s + j * us, j, sj);
+    sj[j] = 1.0f;
+    for (std::size_t i = j + 1; i < us; ++i) sj[i] = s[i * us + j];
+    return sj;
+  }
+
+  // Row j of S for the pick j. Rows are computed kRowBatch at a time: j's and those of the unpicked candidates
+  // with the largest gains now (gains only fall, so the next picks are mostly among them; on the reference
+  // fixtures 57 picks of 576 took 64 to 80 rows instead of the triangle's 288 rows' worth). Each batch is one pass
+  // over the packed U. At worst every token's row is computed: the whole square, twice the triangle's work.
+  const float* pick_row(const ConstRowMap<float>& units, std::size_t j, const double* w) {
+    const std::size_t us = slot_.size();
+    if (slot_[j] < 0) {
+      batch_.assign(1, static_cast<index_t>(j));
+      // The kRowBatch - 1 best other candidates without a row: gain descending, ties to the lower index.
+      for (std::size_t i = 0; i < us; ++i) {
+        if (i == j || picked_[i] || slot_[i] >= 0 || !(gain_[i] > kMinResidual * w[i] * w[i])) continue;
+        auto better = [&](index_t other) { return gain_[i] > gain_[static_cast<std::size_t>(other)]; };
+        if (batch_.size() < kRowBatch) {
+          batch_.push_back(static_cast<index_t>(i));
+        } else if (better(batch_.back())) {
+          batch_.back() = static_cast<index_t>(i);
+        } else {
+          continue;
+        }
+        for (std::size_t q = batch_.size() - 1; q > 1 && better(batch_[q - 1]); --q) std::swap(batch_[q], batch_[q - 1]);
+      }
+      float* rows = gram_buffer_.data() + rows_done_ * us;
+      gram_.operand_rows(units, batch_, rows, static_cast<index_t>(us), first_panel_);
+      for (std::size_t q = 0; q < batch_.size(); ++q) {
+        const auto i = static_cast<std::size_t>(batch_[q]);
+        slot_[i] = static_cast<index_t>(rows_done_ + q);
+        rows[q * us + i] = 1.0f;  // s_ii = 1 exactly
+      }
+      rows_done_ += batch_.size();
+    }
+    return gram_buffer_.data() + static_cast<std::size_t>(slot_[j]) * us;
+  }
+
   void record(std::size_t slot, index_t first, std::size_t local, double gain) {
     order_[slot] = first + static_cast<index_t>(local);
     gains_[slot] = static_cast<float>(gain);
@@ -329,7 +399,10 @@ class CDPruner {
   kernels::GramWorkspace gram_;
   std::vector<float> unit_, gram_buffer_, norms_, scores_, gains_, embed_row_, srow_;
   std::vector<double> relevance_, weights_, gain_, cholesky_, coef_, embed_wide_, text_, text_norms_;
-  std::vector<index_t> order_, kept_, rest_;
+  std::vector<index_t> order_, kept_, rest_, slot_, batch_;
+  std::size_t rows_done_ = 0;
+  bool by_rows_ = false, packed_whole_ = false;
+  index_t first_panel_ = 0;
   std::vector<std::uint8_t> picked_;
 };
 

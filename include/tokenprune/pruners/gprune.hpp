@@ -99,7 +99,7 @@ class GPrune {
 
   // Keeps the tokens of inputs.features (other inputs are ignored) with the highest propagated information.
   std::span<const index_t> prune(const PruneInputs& inputs, Budget budget) {
-    if (inputs.features.empty()) fail("features", "missing", "G-Prune needs the token features [n_tokens, dim]");
+    require_features(inputs.features);
     const index_t n = inputs.n_tokens();  // also checks that the other inputs agree
     return prune_tokens(inputs.features, std::nullopt, n, budget);
   }
@@ -110,7 +110,7 @@ class GPrune {
   static constexpr bool reads_feature_rows() noexcept { return true; }
   std::span<const index_t> prune_feature_rows(const TokenMatrix& features, std::span<const index_t> rows,
                                               Budget budget) {
-    if (features.empty()) fail("features", "missing", "G-Prune needs the token features [n_tokens, dim]");
+    require_features(features);
     for (const index_t r : rows)
       if (r < 0 || r >= features.n_tokens()) fail("rows", r, "row index outside [0, features.n_tokens)");
     return prune_tokens(features, rows, static_cast<index_t>(rows.size()), budget);
@@ -127,6 +127,10 @@ class GPrune {
   [[nodiscard]] const kernels::GraphStorage& graph_storage() const noexcept { return storage_; }
 
  private:
+  static void require_features(const TokenMatrix& features) {
+    if (features.empty()) fail("features", "missing", "G-Prune needs the token features [n_tokens, dim]");
+  }
+
   // prune() and prune_feature_rows(): token i is row rows[i] of x, or row i without `rows`.
   std::span<const index_t> prune_tokens(const TokenMatrix& x, std::optional<std::span<const index_t>> rows,
                                         index_t n, Budget budget) {
