@@ -483,6 +483,27 @@ TEST_CASE("alloc: every registered method allocates nothing after reserve", "[al
   }
 }
 
+// CDPruner's three ways to its rows of S: packed with the normalization (crops = 1), packed per crop (a crop of
+// 130 tokens does not start on a 48-row panel), and the whole triangle (4 k > P).
+TEST_CASE("alloc: CDPruner's rows on demand and its triangle allocate nothing after reserve", "[alloc]") {
+  TOKENPRUNE_EACH_LEVEL();
+  const Index n = 260, d = 48;
+  const tp::MethodInfo& info = tp::method_info("cdpruner");
+  const tp::testing::MethodInputs in = tp::testing::make_method_inputs(info, n, d, 9);
+  for (const double crops : {1.0, 2.0}) {
+    INFO("crops " << crops);
+    tp::AnyPruner pruner = tp::create_pruner("cdpruner", {{"crops", crops}});
+    pruner.reserve(n, d);
+    for (const Index k : {Index{16}, Index{32}, Index{60}}) {
+      INFO("keep " << k);
+      std::size_t kept = 0;
+      const Allocations a = count_allocations([&] { kept = pruner.prune(in.inputs, tp::Budget::count(k)).size(); });
+      CHECK(a.total() == 0);
+      CHECK(static_cast<Index>(kept) == static_cast<Index>(crops) * k);
+    }
+  }
+}
+
 // Issue 9: G-Prune's tiled graph, with every row panel stored, a prefix stored and the rest recomputed, or every
 // panel recomputed, allocates nothing after reserve(), for the reserved size and a smaller graph.
 TEST_CASE("alloc: GPrune's tiled graph allocates nothing after reserve, within any budget", "[alloc]") {
