@@ -161,7 +161,7 @@ class GramWorkspace {
         for (index_t k = 0; k < d; ++k) gathered[k * kPanel + q] = 0.0f;
       }
     }
-    // Column blocks of 2 panels: LLaVA's 576 tokens make 6 tasks, enough to balance 2 or 3 threads.
+    // Column blocks of one panel, each a contiguous stream of the packed U: 576 tokens make 12 tasks.
     constexpr index_t kBlock = kPanel;
     const index_t blocks = (n + kBlock - 1) / kBlock;
     auto block = [&](index_t b, int) {
