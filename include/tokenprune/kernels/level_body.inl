@@ -45,20 +45,27 @@ inline void micro_tile(const float* a, const float* b, index_t kc, float* c, ind
   using F = typename V::F;
   constexpr int MR = V::kMR, NV = V::kNRVectors, L = V::kLanes;
   F acc[MR][NV];
+#pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 32
     for (int v = 0; v < NV; ++v) acc[r][v] = resume ? V::load(c + r * ldc + v * L) : V::zero();
 #pragma GCC unroll 4
   for (index_t k = 0; k < kc; ++k) {
     const float* bk = b + k * kPanel;
     const float* ak = a + k * kPanel;
     F bv[NV];
+#pragma GCC unroll 32
     for (int v = 0; v < NV; ++v) bv[v] = V::load(bk + v * L);
+#pragma GCC unroll 32
     for (int r = 0; r < MR; ++r) {
       const F ar = V::set1(ak[r]);
+#pragma GCC unroll 32
       for (int v = 0; v < NV; ++v) acc[r][v] = V::fma(ar, bv[v], acc[r][v]);
     }
   }
+#pragma GCC unroll 32
   for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 32
     for (int v = 0; v < NV; ++v) V::store(c + r * ldc + v * L, acc[r][v]);
 }
 
@@ -154,16 +161,28 @@ inline void softmax_row(float* p, index_t n, float scale) {
 
 // ------------------------------------------------------------------------------------- double reductions
 // sum_j x_j^2 in double: 32 lanes (element j in lane j mod 32: several independent vector chains at any width),
-// fma chains, reduced by halving.
+// fma chains, reduced by halving. Written in the level's vectors rather than left to the auto-vectorizer, which
+// GCC 12 at -O2 (its "very cheap" cost model) does not apply here: normalization ran 3.5x slower than at -O3.
 inline double squared_norm(const float* x, index_t d) {
-  constexpr int kLanes = 32;
-  double lanes[kLanes] = {};
+  using D = typename V::D;
+  constexpr int kLanes = 32, L = V::kLanes, DL = V::kDLanes, kPerF = L / DL;
+  static_assert(kLanes % L == 0 && L % DL == 0);
+  D acc[kLanes / DL];
+#pragma GCC unroll 32
+  for (int v = 0; v < kLanes / DL; ++v) acc[v] = V::dzero();
   const index_t full = d - d % kLanes;
-  for (index_t j = 0; j < full; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const double v = x[j + l];
-      lanes[l] = std::fma(v, v, lanes[l]);
+  for (index_t j = 0; j < full; j += kLanes) {
+#pragma GCC unroll 32
+    for (int c = 0; c < kLanes / L; ++c) {
+      D wide[kPerF];
+      V::load_double(x + j + c * L, wide);  // lanes c L .. c L + L - 1, lowest first
+#pragma GCC unroll 32
+      for (int h = 0; h < kPerF; ++h) acc[c * kPerF + h] = V::dfma(wide[h], wide[h], acc[c * kPerF + h]);
     }
+  }
+  double lanes[kLanes];
+#pragma GCC unroll 32
+  for (int v = 0; v < kLanes / DL; ++v) V::dstore(lanes + v * DL, acc[v]);
   for (index_t j = full; j < d; ++j) {
     const double v = x[j];
     lanes[j - full] = std::fma(v, v, lanes[j - full]);
@@ -171,6 +190,18 @@ inline double squared_norm(const float* x, index_t d) {
   for (int half = kLanes / 2; half >= 1; half /= 2)
     for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
   return lanes[0];
+}
+
+// dst[j] = src[j] / divisor: IEEE division rounds each element once, so every width gives the same bits.
+inline void divide_row(const float* src, float* dst, index_t d, float divisor) {
+  constexpr int L = V::kLanes;
+  const typename V::F q = V::set1(divisor);
+  index_t j = 0;
+  for (; j + 2 * L <= d; j += 2 * L) {
+    V::store(dst + j, V::div(V::load(src + j), q));
+    V::store(dst + j + L, V::div(V::load(src + j + L), q));
+  }
+  for (; j < d; ++j) dst[j] = src[j] / divisor;
 }
 
 // sum_j a_j b_j in double: 4 lanes by index mod 4, fma chains, ((l0 + l1) + (l2 + l3)).
@@ -406,6 +437,7 @@ template <int R>
 inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index_t n, std::int32_t* fixed,
                                  double* totals) {
   const std::uint16_t* rows[R];  // local copies: the vector stores to `fixed` may alias anything in memory
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r) rows[r] = row_pointers[r];
   using I = typename V::I;
   using F = typename V::F;
@@ -424,16 +456,23 @@ inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index
   while (j + kAttentionRowLanes <= n) {
     const index_t end = std::min(n - n % kAttentionRowLanes, j + kSegment);
     I acc[R][NA];
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
       for (int a = 0; a < NA; ++a) acc[r][a] = V::izero();
     for (; j < end; j += kAttentionRowLanes) {
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) prefetch_ahead(rows[r] + j);  // 32 values: one 64-byte line
+#pragma GCC unroll 16
       for (int a = 0; a < NI; ++a) {
         I sum = V::iload(fixed + j + a * FL);
         F wide[R];
+#pragma GCC unroll 16
         for (int r = 0; r < R; ++r) wide[r] = V::load_half(rows[r] + j + a * FL);
+#pragma GCC unroll 16
         for (int r = 0; r + 1 < R; r += 2) seen = V::ior3(seen, V::bits_of(wide[r]), V::bits_of(wide[r + 1]));
         if constexpr (R % 2 == 1) seen = V::ior(seen, V::bits_of(wide[R - 1]));
+#pragma GCC unroll 16
         for (int r = 0; r < R; ++r) {
           const I x = V::to_fixed(wide[r]);
           sum = V::iadd(sum, x);
@@ -442,11 +481,14 @@ inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index
         V::istore(fixed + j + a * FL, sum);
       }
     }
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
+#pragma GCC unroll 16
       for (int a = 0; a < NA; ++a) total[r] += V::isum(acc[r][a]);
   }
   std::uint16_t tail_bits = 0;
   for (; j < n; ++j)  // the tail: n - j < 32 values, each its own lane, so no lane passes 63 values
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       tail_bits = static_cast<std::uint16_t>(tail_bits | rows[r][j]);
       const std::int32_t x = fixed_scalar(rows[r][j]);
@@ -454,6 +496,7 @@ inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index
       total[r] += x;
     }
   if (V::ibits_clear(seen, kFixedOutOfRangeWide) && (tail_bits & kFixedOutOfRange) == 0) {
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) totals[r] = static_cast<double>(total[r]) * 0x1p-24;  // |total| < 2^37: exact
     return true;
   }
@@ -461,10 +504,12 @@ inline bool attention_rows_fixed(const std::uint16_t* const* row_pointers, index
   const index_t vector_end = n - n % kAttentionRowLanes;
   for (index_t c = 0; c < vector_end; c += FL) {
     I sum = V::iload(fixed + c);
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) sum = V::isub(sum, V::to_fixed(V::load_half(rows[r] + c)));
     V::istore(fixed + c, sum);
   }
   for (index_t c = vector_end; c < n; ++c)
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r) fixed[c] = level_portable::V::isub(fixed[c], fixed_scalar(rows[r][c]));
   return false;
 }
@@ -636,6 +681,7 @@ inline const KernelTable& table() {
                                        .edge_weights = &edge_weights,
                                        .softmax_row = &softmax_row,
                                        .squared_norm = &squared_norm,
+                                       .divide_row = &divide_row,
                                        .dot = &dot,
                                        .row_dot = &row_dot,
                                        .attention_rows = &attention_rows,

@@ -62,6 +62,8 @@ struct KernelTable {
   std::uint32_t (*edge_weights)(float* s, index_t width, float tau, float temperature, float max_logit);
   void (*softmax_row)(float* p, index_t n, float scale);
   double (*squared_norm)(const float* x, index_t d);
+  // dst[j] = src[j] / divisor for j < d (fp32 division: the same bits at any width).
+  void (*divide_row)(const float* src, float* dst, index_t d, float divisor);
   double (*dot)(const double* a, const double* b, index_t n);
   double (*row_dot)(const std::int32_t* cols, const float* e, index_t count, const double* x);
   // `count` fp32 query rows of n attention values (row stride `stride`), rows [first_row, first_row + count) of a
@@ -163,6 +165,7 @@ struct V {
   static D dload(const double* p) { return *p; }
   static void dstore(double* p, D x) { *p = x; }
   static D dadd(D a, D b) { return a + b; }
+  static D dfma(D a, D b, D c) { return std::fma(a, b, c); }
   static void to_double(F x, D* out) { out[0] = x; }
   static void load_double(const float* p, D* out) { out[0] = *p; }  // kLanes floats at p as to_double gives them
   // int32 vectors of kLanes for exact fixed-point sums: to_fixed(x) = x 2^24, exact for x on fp16's 2^-24 grid
@@ -270,6 +273,7 @@ struct V {
   static D dload(const double* p) { return _mm256_loadu_pd(p); }
   static void dstore(double* p, D x) { _mm256_storeu_pd(p, x); }
   static D dadd(D a, D b) { return _mm256_add_pd(a, b); }
+  static D dfma(D a, D b, D c) { return _mm256_fmadd_pd(a, b, c); }
   static void to_double(F x, D* out) {
     out[0] = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
     out[1] = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
@@ -330,7 +334,9 @@ struct V {
         for (index_t k = k0; k < std::min(d, k0 + 64); k += 8) {
         const float* src = x + (first + c) * ld + k;
         __m256 r[8], t[8];
+#pragma GCC unroll 8
         for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld);
+#pragma GCC unroll 8
         for (int i = 0; i < 8; i += 2) {
           t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
           t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
@@ -417,6 +423,7 @@ struct V {
   static D dload(const double* p) { return _mm512_loadu_pd(p); }
   static void dstore(double* p, D x) { _mm512_storeu_pd(p, x); }
   static D dadd(D a, D b) { return _mm512_add_pd(a, b); }
+  static D dfma(D a, D b, D c) { return _mm512_fmadd_pd(a, b, c); }
   static void to_double(F x, D* out) {
     out[0] = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
     out[1] = _mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1));

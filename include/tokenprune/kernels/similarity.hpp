@@ -60,8 +60,7 @@ void normalize_rows(const ConstRowMap<T>& x, RowMap<float> unit, std::span<float
     if (!std::isfinite(stored)) return;
     // fp32 division by the fp32 norm, as the reference's normalize() does.
     const auto divisor = static_cast<float>(std::max(norm, kNormFloor));
-    float* row = unit.row(i).data();
-    for (index_t j = 0; j < d; ++j) row[j] = source[j] / divisor;
+    kernels.divide_row(source, unit.row(i).data(), d, divisor);
   };
   const index_t blocks = (n + block - 1) / block;
   for_each_row(executor, blocks, block * d, [&](index_t b) {

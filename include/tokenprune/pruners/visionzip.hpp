@@ -348,7 +348,7 @@ class VisionZip {
           kernels::load_row(keys.as<T>(), i, row_.data(), "keys");
           source = row_.data();
         }
-        for (index_t e = 0; e < dk; ++e) u[e] = source[e] / norm;
+        kernels::active_kernels().divide_row(source, u, dk, norm);
       });
     }
   }
