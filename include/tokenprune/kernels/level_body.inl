@@ -150,9 +150,12 @@ inline void softmax_row(float* p, index_t n, float scale) {
   float lanes[16] = {};
   const index_t full = n - n % 16;
   for (index_t t = 0; t < full; t += 16)
+#pragma GCC unroll 32
     for (int l = 0; l < 16; ++l) lanes[l] += p[t + l];
   for (index_t t = full; t < n; ++t) lanes[t - full] += p[t];
+#pragma GCC unroll 32
   for (int half = 8; half >= 1; half /= 2)
+#pragma GCC unroll 32
     for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
   const F total = V::set1(lanes[0]);
   for (j = 0; j + L <= n; j += L) V::store(p + j, V::div(V::load(p + j), total));
@@ -187,7 +190,9 @@ inline double squared_norm(const float* x, index_t d) {
     const double v = x[j];
     lanes[j - full] = std::fma(v, v, lanes[j - full]);
   }
+#pragma GCC unroll 32
   for (int half = kLanes / 2; half >= 1; half /= 2)
+#pragma GCC unroll 32
     for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
   return lanes[0];
 }
@@ -209,6 +214,7 @@ inline double dot(const double* a, const double* b, index_t n) {
   double lanes[4] = {};
   const index_t full = n - n % 4;
   for (index_t j = 0; j < full; j += 4)
+#pragma GCC unroll 32
     for (int l = 0; l < 4; ++l) lanes[l] = std::fma(a[j + l], b[j + l], lanes[l]);
   for (index_t j = full; j < n; ++j) lanes[j - full] = std::fma(a[j], b[j], lanes[j - full]);
   return (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
@@ -221,6 +227,7 @@ inline double row_dot(const std::int32_t* cols, const float* e, index_t count, c
   if (cols == nullptr) {
     const index_t full = count - count % 4;
     for (index_t t = 0; t < full; t += 4)
+#pragma GCC unroll 32
       for (int l = 0; l < 4; ++l) lanes[l] = std::fma(static_cast<double>(e[t + l]), x[t + l], lanes[l]);
     for (index_t t = full; t < count; ++t) lanes[t - full] = std::fma(static_cast<double>(e[t]), x[t], lanes[t - full]);
   } else {
@@ -262,13 +269,16 @@ inline double attention_row_of(const E* row, index_t n, double* received) {
   constexpr int NF = kStep / FL, PER_F = FL / DL, NA = kAttentionRowLanes / DL;
   static_assert(kStep % FL == 0 && FL % DL == 0, "lanes must tile a chunk");
   D acc[NA];
+#pragma GCC unroll 32
   for (int a = 0; a < NA; ++a) acc[a] = V::dzero();
   index_t j = 0;
   for (; j + kStep <= n; j += kStep) {
     for (index_t c = 0; c < kStep; c += static_cast<index_t>(64 / sizeof(E))) prefetch_ahead(row + j + c);
+#pragma GCC unroll 32
     for (int f = 0; f < NF; ++f) {
       D w[PER_F];
       Load::widen(row + j + f * FL, w);
+#pragma GCC unroll 32
       for (int q = 0; q < PER_F; ++q) {
         const int d = f * PER_F + q;  // columns j + d DL ...: row lanes d DL ...
         V::dstore(received + j + d * DL, V::dadd(V::dload(received + j + d * DL), w[q]));
@@ -277,18 +287,23 @@ inline double attention_row_of(const E* row, index_t n, double* received) {
     }
   }
   if (j == n) {  // no tail: the same halving in registers (lane l + 16 is vector a + NA / 2, ...), then within one
+#pragma GCC unroll 32
     for (int count = NA; count > 1; count /= 2)
+#pragma GCC unroll 32
       for (int a = 0; a < count / 2; ++a) acc[a] = V::dadd(acc[a], acc[a + count / 2]);
     return V::halving(acc[0]);
   }
   double lanes[kAttentionRowLanes];
+#pragma GCC unroll 32
   for (int a = 0; a < NA; ++a) V::dstore(lanes + a * DL, acc[a]);
   for (; j < n; ++j) {  // the tail columns, after every vector chunk: each lane stays in order of j
     const double v = Load::scalar(row + j);
     received[j] += v;
     lanes[j % kAttentionRowLanes] += v;
   }
+#pragma GCC unroll 32
   for (int half = kAttentionRowLanes / 2; half >= 1; half /= 2)
+#pragma GCC unroll 32
     for (int l = 0; l < half; ++l) lanes[l] += lanes[l + half];
   return lanes[0];
 }
@@ -338,6 +353,7 @@ inline void attention_row_fp32(const float* row, index_t n, float* partial, doub
   for (int a = 0; a < NA; ++a) acc[a] = V::zero();
   index_t j = 0;
   for (; j + kFp32RowLanes <= n; j += kFp32RowLanes) {
+#pragma GCC unroll 32
     for (int c = 0; c < kFp32RowLanes; c += 16) prefetch_ahead<PrefetchTo::l2>(row + j + c);  // 64-byte lines
 #pragma GCC unroll 16
     for (int a = 0; a < NA; ++a) {
@@ -349,6 +365,7 @@ inline void attention_row_fp32(const float* row, index_t n, float* partial, doub
         D wide[FL / DL];
         V::to_double(column, wide);
         double* out = received + j + a * FL;
+#pragma GCC unroll 32
         for (int q = 0; q < FL / DL; ++q) V::dstore(out + q * DL, V::dadd(V::dload(out + q * DL), wide[q]));
       } else {
         V::store(sums, column);
@@ -371,7 +388,9 @@ inline void attention_row_fp32(const float* row, index_t n, float* partial, doub
   D wide[ND];
 #pragma GCC unroll 16
   for (int a = 0; a < NA; ++a) V::to_double(acc[a], wide + a * (FL / DL));
+#pragma GCC unroll 32
   for (int count = ND; count > 1; count /= 2)  // lane l + 32 is vector v + ND / 2, ...; then within one vector
+#pragma GCC unroll 32
     for (int v = 0; v < count / 2; ++v) wide[v] = V::dadd(wide[v], wide[v + count / 2]);
   *total = V::halving(wide[0]);
 }
@@ -422,6 +441,7 @@ inline void flush_fixed(std::int32_t* fixed, index_t n, double* received) {
   constexpr int DL = V::kDLanes;
   index_t j = 0;
   for (; j + V::kLanes <= n; j += V::kLanes) {
+#pragma GCC unroll 32
     for (int d = 0; d < V::kLanes; d += DL)
       V::dstore(received + j + d, V::dadd(V::dload(received + j + d), V::from_fixed(fixed + j + d)));
     V::istore(fixed + j, V::izero());
@@ -583,12 +603,15 @@ inline void accumulate_of(const E* x, index_t rows, index_t stride, index_t n, d
   index_t j = 0;
   for (; j + FL <= n; j += FL) {
     typename V::D sum[FL / DL];
+#pragma GCC unroll 32
     for (int q = 0; q < FL / DL; ++q) sum[q] = V::dload(acc + j + q * DL);
     for (index_t r = 0; r < rows; ++r) {
       typename V::D w[FL / DL];
       Load::widen(x + r * stride + j, w);
+#pragma GCC unroll 32
       for (int q = 0; q < FL / DL; ++q) sum[q] = V::dadd(sum[q], w[q]);
     }
+#pragma GCC unroll 32
     for (int q = 0; q < FL / DL; ++q) V::dstore(acc + j + q * DL, sum[q]);
   }
   for (; j < n; ++j)
@@ -613,6 +636,7 @@ inline bool all_finite(const float* p, index_t n) {
   std::uint32_t lanes[kLanes] = {};
   index_t j = 0;
   for (; j + kLanes <= n; j += kLanes)
+#pragma GCC unroll 32
     for (int l = 0; l < kLanes; ++l) {
       std::uint32_t bits;
       std::memcpy(&bits, p + j + l, sizeof bits);
@@ -624,6 +648,7 @@ inline bool all_finite(const float* p, index_t n) {
     std::memcpy(&bits, p + j, sizeof bits);
     any |= (bits & kExponent) == kExponent;
   }
+#pragma GCC unroll 32
   for (int l = 0; l < kLanes; ++l) any |= lanes[l];
   return any == 0;
 }
@@ -661,9 +686,11 @@ inline void widen_half(const std::uint16_t* src, float* dst, index_t n) { V::wid
 inline void pack_panel(const float* x, index_t ld, index_t rows, index_t d, index_t panel, float* out) {
   V::pack_panel(x, ld, rows, d, panel, out);
 }
-inline void widen_bf16(const std::uint16_t* src, float* dst, index_t n) {
+inline void widen_bf16(const std::uint16_t* src, float* dst, index_t n) {  // exact: the 16 bits on top of zeros
+  index_t j = 0;
+  for (; j + V::kLanes <= n; j += V::kLanes) V::store(dst + j, V::load_bf16(src + j));
   auto* out = reinterpret_cast<std::uint32_t*>(dst);
-  for (index_t j = 0; j < n; ++j) out[j] = static_cast<std::uint32_t>(src[j]) << 16;
+  for (; j < n; ++j) out[j] = static_cast<std::uint32_t>(src[j]) << 16;
 }
 
 // Defined in level_double.inl (included after this file).

@@ -21,6 +21,7 @@ inline void cdpruner_row(const float* sj, const double* w, double wj, const doub
   index_t i0 = 0;
   for (; i0 + kDppBlock <= n; i0 += kDppBlock) {
     double r[kDppBlock];
+#pragma GCC unroll 32
     for (int l = 0; l < kDppBlock; ++l) {
       const double left = wj * static_cast<double>(sj[i0 + l]);
       r[l] = left * w[i0 + l];
@@ -28,8 +29,10 @@ inline void cdpruner_row(const float* sj, const double* w, double wj, const doub
     for (index_t p = 0; p < t; ++p) {
       const double c = coef[p];
       const double* cp = chol + p * stride + i0;
+#pragma GCC unroll 32
       for (int l = 0; l < kDppBlock; ++l) r[l] = std::fma(c, cp[l], r[l]);
     }
+#pragma GCC unroll 32
     for (int l = 0; l < kDppBlock; ++l) {
       const double v = r[l] / root;
       row[i0 + l] = v;
@@ -69,7 +72,9 @@ inline void evs_finish(double* nl, double* dl, const float* a, const float* b, i
       dl[j - full] += xy;
     }
   }
+#pragma GCC unroll 32
   for (int half = kEvsLanes / 2; half >= 1; half /= 2)
+#pragma GCC unroll 32
     for (int l = 0; l < half; ++l) {
       nl[l] += nl[l + half];
       dl[l] += dl[l + half];
@@ -102,6 +107,7 @@ template <bool kWithB>
 inline void evs_done(const EvsSums& s, const float* a, const float* b, index_t full, index_t d, double* dot,
                      double* norm) {
   double nl[kEvsLanes], dl[kEvsLanes];
+#pragma GCC unroll 32
   for (int l = 0; l < 4; ++l) {
     nl[l] = s.n0[l];
     nl[l + 4] = s.n1[l];
@@ -119,6 +125,7 @@ inline void evs_rows_wide(const float* const* a, const float* const* b, index_t 
   const index_t full = d - d % kEvsLanes;
   EvsWide n[R] = {}, t[R] = {};
   for (index_t j = 0; j < full; j += kEvsLanes)
+#pragma GCC unroll 32
     for (int r = 0; r < R; ++r) {
       const float* x = a[r] + j;
       const EvsWide xv = {x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]};  // one vcvtps2pd
@@ -131,8 +138,10 @@ inline void evs_rows_wide(const float* const* a, const float* const* b, index_t 
         t[r] += xy;
       }
     }
+#pragma GCC unroll 32
   for (int r = 0; r < R; ++r) {
     double nl[kEvsLanes], dl[kEvsLanes];
+#pragma GCC unroll 32
     for (int l = 0; l < kEvsLanes; ++l) {
       nl[l] = n[r][l];
       dl[l] = t[r][l];
@@ -176,6 +185,7 @@ inline void evs_rows(const float* const* a, const float* const* b, index_t count
     const float* br = kWithB ? b[r] : nullptr;
     double nl[kEvsLanes] = {}, dl[kEvsLanes] = {};
     for (index_t j = 0; j < full; j += kEvsLanes)
+#pragma GCC unroll 32
       for (int l = 0; l < kEvsLanes; ++l) {
         const double x = ar[j + l];
         const double xx = x * x;

@@ -273,8 +273,7 @@ class CDPruner {
     const ConstRowMap<float> units(unit_.data() + first * dim, size, dim, Eigen::OuterStride<>(dim));
     // Small budgets take rows of S as the picks need them (see pick_row); larger ones the lower triangle, s(i, j)
     // for j <= i at gram_buffer_[i * size + j]. The entries are the same bits either way.
-    const bool by_rows = by_rows_;
-    if (by_rows) {
+    if (by_rows_) {
       if (packed_whole_) {
         first_panel_ = first / kernels::kPanel;
       } else {
@@ -290,7 +289,7 @@ class CDPruner {
     }
     const double* w = weights_.data() + first;
     const kernels::KernelTable& level = kernels::active_kernels();
-    srow_.resize(us);
+    if (!by_rows_) srow_.resize(us);  // triangle_row's contiguous row
     coef_.resize(static_cast<std::size_t>(k));
     for (std::size_t i = 0; i < us; ++i) {
       const double wi = w[i];
@@ -321,7 +320,7 @@ class CDPruner {
       // s = 0 .. t-1, then / sqrt(g_j), then g_i = fma(-c_t[i], c_t[i], g_i). Row j of S is made contiguous
       // first (the triangle's row j below the diagonal, its column j above, s_jj = 1), or taken from pick_row.
       row = cholesky_.data() + static_cast<std::size_t>(t) * us;
-      const float* sj = by_rows ? pick_row(units, j, w) : triangle_row(j, us);
+      const float* sj = by_rows_ ? pick_row(units, j, w) : triangle_row(j, us);
       for (index_t p = 0; p < t; ++p) coef_[static_cast<std::size_t>(p)] = -cholesky_[static_cast<std::size_t>(p) * us + j];
       level.cdpruner_row(sj, w, w[j], coef_.data(), cholesky_.data(), size, t, std::sqrt(best), row, gain_.data(), size);
     }
