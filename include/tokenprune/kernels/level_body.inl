@@ -10,6 +10,9 @@
 // - Double-precision reductions use lanes fixed by the element index (element j goes to lane j mod L for a fixed
 //   L), each lane a sequential chain, the lanes added in a fixed pairwise order.
 // - Every multiply-add is written as an fma, so no compiler contraction (-ffp-contract) has anything to fuse.
+// - Every loop over an array of vector registers carries #pragma GCC unroll, and nothing hot is left to the
+//   auto-vectorizer: GCC's -O2 (Debian packages, setuptools, RelWithDebInfo) unrolls and vectorizes far less than
+//   -O3, and without them the arrays lived on the stack (the Gram ran 2.7x slower at -O2 than at -O3).
 
 // ---------------------------------------------------------------------------------------------------- exp
 // exp(x) for fp32, Cody-Waite reduction and a degree-6 polynomial, all steps explicit fmas: x = n ln2 + r with
