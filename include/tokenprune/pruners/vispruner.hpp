@@ -117,7 +117,7 @@ class VisPruner {
         if (norm > 0.0f && static_cast<double>(norm) < kernels::kNormFloor) {
           float* row = unit.row(i).data();
           kernels::load_row<T>(x, i, row, "features");
-          for (index_t j = 0; j < d; ++j) row[j] = row[j] / norm;
+          kernels::active_kernels().divide_row(row, row, d, norm);  // in place: each vector is read, then written
         }
       }
     });
